@@ -1,0 +1,6 @@
+//! Integration tests for whisper: multi-engine steppers, conformance and (later) the
+//! deterministic simulator. The reusable harness lives here; the tests in `tests/`.
+
+#![forbid(unsafe_code)]
+
+pub mod pair;

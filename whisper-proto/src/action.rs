@@ -1,0 +1,164 @@
+//! What the engine asks its driver to do ([`Action`]) and tells its application
+//! ([`Event`]).
+
+use crate::engine::ConnError;
+use crate::node::{ConnId, NodeId};
+use crate::wire::Capabilities;
+use bytes::Bytes;
+
+/// An instruction to the driver, drained with [`crate::Engine::poll_action`].
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+#[non_exhaustive]
+pub enum Action {
+    /// Close the connection; the engine has already forgotten it. The driver should flush
+    /// any `Send` queued before this action first.
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// Tell the application something.
+    Emit(Event),
+    /// Write these bytes (one or more whole frames) to the connection, in order.
+    Send {
+        /// The connection.
+        conn: ConnId,
+        /// Already framed, ready for the socket.
+        bytes: Bytes,
+    },
+}
+
+/// Why the engine closes a connection.
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The peer sent something invalid.
+    Protocol(ConnError),
+    /// No HELLO arrived within [`crate::Config::hello_timeout`].
+    HelloTimeout,
+    /// Nothing arrived within [`crate::Config::idle_timeout`].
+    IdleTimeout,
+    /// The application asked for it.
+    Requested,
+}
+
+/// A notification for the application.
+///
+/// Variants that the seed numbers report that number through [`Event::kind`].
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A frame of a registered custom kind arrived.
+    CustomFrame {
+        /// The connection.
+        conn: ConnId,
+        /// The peer.
+        peer: NodeId,
+        /// The custom magic.
+        magic: u16,
+        /// The body.
+        body: Bytes,
+    },
+    /// A G2 probe matched our fingerprint.
+    DigestMatch {
+        /// The peer.
+        peer: NodeId,
+    },
+    /// A connection was closed for bad input; counted in
+    /// [`crate::EngineStats::frame_errors`].
+    FrameError {
+        /// The connection.
+        conn: ConnId,
+        /// The peer, when it had identified itself.
+        peer: Option<NodeId>,
+        /// What was wrong.
+        error: ConnError,
+    },
+    /// A valid built-in frame arrived that no subsystem of this engine handles yet; it
+    /// was dropped and counted.
+    FrameUnhandled {
+        /// The connection.
+        conn: ConnId,
+        /// Its magic.
+        magic: u16,
+    },
+    /// An identified peer's connection went away (closed by either side).
+    PeerDown {
+        /// The connection.
+        conn: ConnId,
+        /// The peer.
+        peer: NodeId,
+    },
+    /// A connection became usable: the peer is identified and its capabilities known.
+    PeerUp {
+        /// The connection.
+        conn: ConnId,
+        /// The peer.
+        peer: NodeId,
+        /// What both sides support.
+        capabilities: Capabilities,
+    },
+}
+
+impl Event {
+    /// The seed's stable event number, for the variants it names.
+    pub fn kind(&self) -> Option<EventKind> {
+        match self {
+            Self::DigestMatch { .. } => Some(EventKind::DigestMatch),
+            Self::FrameError { .. } => Some(EventKind::FrameError),
+            Self::PeerUp { .. } => Some(EventKind::CapabilityNegotiated),
+            Self::CustomFrame { .. } | Self::FrameUnhandled { .. } | Self::PeerDown { .. } => None,
+        }
+    }
+}
+
+/// The seed's event kinds. The numbers are stable: never renumbered, append only.
+#[derive(Clone, Copy, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// 0: a digest probe matched.
+    DigestMatch = 0,
+    /// 1: records were applied.
+    RecordApplied = 1,
+    /// 2: a rumor was accepted.
+    RumorReceived = 2,
+    /// 3: bad input closed a connection.
+    FrameError = 3,
+    /// 4: a rumor was sent.
+    RumorSent = 4,
+    /// 5: a rumor was acknowledged.
+    RumorAcked = 5,
+    /// 6: a rumor was retried.
+    RumorRetry = 6,
+    /// 7: a rumor was dropped.
+    RumorDropped = 7,
+    /// 8: a freshness signal.
+    FreshnessSignal = 8,
+    /// 9: reconciliation started.
+    ReconcileStart = 9,
+    /// 10: reconciliation completed.
+    ReconcileComplete = 10,
+    /// 11: an IBLT failed to decode.
+    ReconcileDecodeFailure = 11,
+    /// 12: a snapshot transfer started.
+    SnapshotStart = 12,
+    /// 13: a snapshot transfer completed.
+    SnapshotComplete = 13,
+    /// 14: a snapshot shard failed.
+    SnapshotShardFailure = 14,
+    /// 15: the hypercube was rebuilt.
+    HypercubeRebuild = 15,
+    /// 16: a neighbour was promoted.
+    HypercubeNeighborPromoted = 16,
+    /// 17: a neighbour was demoted.
+    HypercubeNeighborDemoted = 17,
+    /// 18: the network policy changed profile.
+    NetworkPolicyTransition = 18,
+    /// 19: a peer's capabilities were negotiated.
+    CapabilityNegotiated = 19,
+    /// 20: G2B found diverging buckets.
+    DigestBucketMismatch = 20,
+}

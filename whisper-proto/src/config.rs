@@ -1,0 +1,125 @@
+//! Engine configuration, with the seed's defaults.
+
+use crate::time::Duration;
+use crate::wire::{Capabilities, Limits};
+
+/// The seed's and the Go reference's default constants, in one place.
+///
+/// Subsystems read their defaults from here; [`Config`] carries the ones the engine
+/// consults today.
+pub mod defaults {
+    use crate::time::Duration;
+
+    /// G1 exchange cadence: fastest (after records were applied).
+    pub const GOSSIP_MIN: Duration = Duration::from_secs(2);
+    /// G1 exchange cadence: base.
+    pub const GOSSIP_BASE: Duration = Duration::from_secs(10);
+    /// G1 exchange cadence: idle ceiling.
+    pub const GOSSIP_MAX: Duration = Duration::from_secs(60);
+    /// Jitter applied to every interval sample, as a fraction.
+    pub const GOSSIP_JITTER: f64 = 0.15;
+    /// Pending exchanges above which a node signals backpressure.
+    pub const BACKPRESSURE_THRESHOLD: u32 = 5;
+    /// First backoff after a peer signals backpressure.
+    pub const BACKPRESSURE_INITIAL_BACKOFF: Duration = Duration::from_secs(30);
+    /// Backoff ceiling.
+    pub const BACKPRESSURE_MAX_BACKOFF: Duration = Duration::from_secs(120);
+    /// Per-peer message allowance, messages per second.
+    pub const PEER_MESSAGES_PER_SEC: u32 = 100;
+    /// Per-peer burst.
+    pub const PEER_BURST: u32 = 500;
+    /// Global egress cap, bytes per second.
+    pub const EGRESS_BYTES_PER_SEC: u64 = 10 * 1024 * 1024;
+    /// Global egress burst, bytes.
+    pub const EGRESS_BURST: u64 = 10 * 1024 * 1024;
+    /// Outbound queue depth above which `publish` reports backpressure.
+    pub const OVERLOAD_QUEUE_THRESHOLD: usize = 1024;
+    /// Rumor ACK timeout.
+    pub const RUMOR_ACK_TIMEOUT: Duration = Duration::from_secs(3);
+    /// Rumor retries.
+    pub const RUMOR_ACK_RETRIES: u32 = 3;
+    /// Rumor dedup LRU capacity.
+    pub const RUMOR_LRU_CAPACITY: usize = 4096;
+    /// Full sync every Nth exchange with a peer (before adaptive scaling).
+    pub const FULL_SYNC_INTERVAL: u32 = 10;
+}
+
+/// Engine configuration. `Config::default()` gives the seed's defaults.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Caps on every length read from the wire.
+    pub limits: Limits,
+    /// Capabilities to advertise; the engine advertises only those it also implements
+    /// ([`crate::Engine::SUPPORTED`]).
+    pub capabilities: Capabilities,
+    /// Close a connection whose HELLO has not arrived by then (default 10 s).
+    pub hello_timeout: Duration,
+    /// Send a G1 keepalive on a connection that sent nothing for this long (default 30 s).
+    pub keepalive_interval: Duration,
+    /// Close a connection that received nothing for this long (default 90 s: three
+    /// missed keepalives).
+    pub idle_timeout: Duration,
+    /// Most live connections; more are refused (default 1024).
+    pub max_connections: usize,
+    /// Most actions queued for the driver before the engine refuses new commands
+    /// (default 65,536). The driver drains after every call, so this is only reached
+    /// by a driver that forgets to.
+    pub max_queued_actions: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            limits: Limits::DEFAULT,
+            capabilities: Capabilities::ALL,
+            hello_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
+            max_connections: 1024,
+            max_queued_actions: 65_536,
+        }
+    }
+}
+
+impl Config {
+    /// Checks that the configuration can work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.keepalive_interval.is_zero() {
+            return Err(ConfigError::ZeroDuration("keepalive_interval"));
+        }
+        if self.idle_timeout <= self.keepalive_interval {
+            return Err(ConfigError::IdleBelowKeepalive);
+        }
+        if self.hello_timeout.is_zero() {
+            return Err(ConfigError::ZeroDuration("hello_timeout"));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::ZeroLimit("max_connections"));
+        }
+        if self.max_queued_actions == 0 {
+            return Err(ConfigError::ZeroLimit("max_queued_actions"));
+        }
+        if self.limits.max_rumor_send > self.limits.max_rumor_read {
+            return Err(ConfigError::RumorSendAboveRead);
+        }
+        Ok(())
+    }
+}
+
+/// A configuration that cannot work. The engine is not built.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A duration that must be positive is zero.
+    #[error("{0} must be positive")]
+    ZeroDuration(&'static str),
+    /// A count that must be positive is zero.
+    #[error("{0} must be positive")]
+    ZeroLimit(&'static str),
+    /// `idle_timeout` must exceed `keepalive_interval`, or live peers would be closed.
+    #[error("idle_timeout must exceed keepalive_interval")]
+    IdleBelowKeepalive,
+    /// This node would send rumors it refuses to read.
+    #[error("max_rumor_send must not exceed max_rumor_read")]
+    RumorSendAboveRead,
+}

@@ -1,0 +1,646 @@
+//! The sans-IO engine: bytes and instants in, actions out.
+//!
+//! Method groups, in the order of [the crate docs](crate): getters (`&self`), inputs
+//! (`handle_*`, which always take `now`), commands (imperative verbs), outputs (`poll_*`).
+//! After every input or command, drain [`Engine::poll_action`] until it returns `None`,
+//! then sleep until [`Engine::poll_timeout`].
+
+use crate::action::{Action, CloseReason, Event};
+use crate::config::{Config, ConfigError};
+use crate::node::{ConnId, NodeId};
+use crate::rng::{RandomSource, Rng};
+use crate::time::{Duration, Instant};
+use crate::wire::{
+    Capabilities, Custom, Digest, Exchange, Frame, FrameDecoder, Hello, PROTOCOL_VERSION,
+    RegisterError, WireConfig,
+};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use bytes::Bytes;
+
+/// Which side opened the connection. The dialer is the G1 initiator on it.
+#[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
+pub enum Role {
+    /// We dialed.
+    Dialer,
+    /// We accepted.
+    Acceptor,
+}
+
+/// How a new connection learns who the peer is.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum Identity {
+    /// Exchange HELLO frames first (the default). No other frame is accepted before the
+    /// peer's HELLO.
+    Hello,
+    /// The transport already authenticated the peer (a TLS certificate, a QUIC
+    /// connection id, an Aether session): no HELLO is sent or expected, and the given
+    /// capabilities are assumed. Use this to speak to Go-reference peers, which send no
+    /// HELLO: give them [`Capabilities::NONE`] unless you know better.
+    Transport {
+        /// The peer, as the transport identified it.
+        peer: NodeId,
+        /// What the peer is known to support.
+        capabilities: Capabilities,
+    },
+}
+
+/// Counters since the engine started. Cheap to copy.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct EngineStats {
+    /// Live connections (identified or not).
+    pub connections: usize,
+    /// Live connections whose peer is identified.
+    pub peers: usize,
+    /// Whole frames received.
+    pub frames_received: u64,
+    /// Whole frames sent.
+    pub frames_sent: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Connections closed for bad input.
+    pub frame_errors: u64,
+    /// Valid built-in frames dropped because no subsystem handles them yet.
+    pub frames_unhandled: u64,
+    /// Connections refused because [`Config::max_connections`] were live.
+    pub connections_refused: u64,
+    /// Connections closed by timeouts (HELLO or idle).
+    pub timeouts: u64,
+}
+
+/// Why a connection was closed for what came over it. The connection is forgotten;
+/// nothing already applied is undone; other connections are unaffected.
+#[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnError {
+    /// The bytes are not a valid frame.
+    #[error(transparent)]
+    Decode(#[from] crate::wire::DecodeError),
+    /// A frame other than HELLO arrived before the peer's HELLO.
+    #[error("frame {magic:#06x} before HELLO")]
+    FrameBeforeHello {
+        /// Its magic.
+        magic: u16,
+    },
+    /// A second HELLO on the same connection.
+    #[error("duplicate HELLO")]
+    DuplicateHello,
+    /// The peer speaks a protocol version this node cannot.
+    #[error("unsupported protocol version {0}")]
+    UnsupportedVersion(u8),
+    /// The peer claims this node's own id.
+    #[error("peer claims our own node id")]
+    SelfConnection,
+}
+
+/// Misuse of the engine's API. Engine state is unchanged.
+#[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// No live connection has that id.
+    #[error("unknown connection {0}")]
+    UnknownConnection(ConnId),
+    /// That connection id is already live.
+    #[error("connection {0} is already registered")]
+    DuplicateConnection(ConnId),
+    /// [`Config::max_connections`] are live; the driver should close the new one.
+    #[error("connection limit reached")]
+    TooManyConnections,
+    /// The peer has not identified itself yet.
+    #[error("connection {0} is not ready")]
+    NotReady(ConnId),
+    /// The frame has no valid encoding.
+    #[error(transparent)]
+    Encode(#[from] crate::wire::EncodeError),
+    /// The magic is not a registered custom kind.
+    #[error("magic {0:#06x} is not a registered custom kind")]
+    NotCustom(u16),
+    /// The body exceeds the custom kind's cap.
+    #[error("body exceeds the custom kind's cap")]
+    TooLarge,
+    /// [`Config::max_queued_actions`] are waiting: drain [`Engine::poll_action`].
+    #[error("action queue full")]
+    QueueFull,
+}
+
+#[derive(Clone, Copy, Debug, Eq, Ord, PartialEq, PartialOrd)]
+enum Timer {
+    Hello,
+    Keepalive,
+    Idle,
+}
+
+#[derive(Debug)]
+struct Conn {
+    role: Role,
+    peer: Option<NodeId>,
+    capabilities: Capabilities,
+    decoder: FrameDecoder,
+    deadlines: BTreeMap<Timer, Instant>,
+    /// A G2 probe we sent is unanswered.
+    awaiting_digest: bool,
+    /// The fingerprint the peer last reported (0 = none).
+    peer_fingerprint: u64,
+}
+
+/// The whisper engine. No I/O, no clock, no threads, no global RNG.
+///
+/// See [the crate docs](crate) for the driving loop.
+#[derive(Debug)]
+pub struct Engine {
+    me: NodeId,
+    config: Config,
+    wire: WireConfig,
+    capabilities: Capabilities,
+    rng: Rng,
+    now: Instant,
+    conns: BTreeMap<ConnId, Conn>,
+    timers: BTreeSet<(Instant, ConnId, Timer)>,
+    actions: VecDeque<Action>,
+    stats: EngineStats,
+}
+
+impl Engine {
+    /// The capabilities this build implements; [`Config::capabilities`] is intersected
+    /// with it before it is advertised.
+    pub const SUPPORTED: Capabilities = Capabilities::NONE;
+
+    /// A new engine for node `me`. `seed` fixes all of its randomness; `now` is the
+    /// driver's current instant.
+    pub fn new(me: NodeId, config: Config, seed: u64, now: Instant) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let wire = WireConfig::new(config.limits);
+        let capabilities = config.capabilities.intersection(Self::SUPPORTED);
+        Ok(Self {
+            me,
+            config,
+            wire,
+            capabilities,
+            rng: Rng::new(seed),
+            now,
+            conns: BTreeMap::new(),
+            timers: BTreeSet::new(),
+            actions: VecDeque::new(),
+            stats: EngineStats::default(),
+        })
+    }
+
+    // ---- (A) getters ----------------------------------------------------------------
+
+    /// This node's id.
+    pub fn node_id(&self) -> &NodeId {
+        &self.me
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The capabilities this node advertises.
+    pub fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> EngineStats {
+        self.stats
+    }
+
+    /// The identified peer on `conn`, if any.
+    pub fn peer(&self, conn: ConnId) -> Option<&NodeId> {
+        self.conns.get(&conn)?.peer.as_ref()
+    }
+
+    /// The role this node plays on `conn`.
+    pub fn role(&self, conn: ConnId) -> Option<Role> {
+        self.conns.get(&conn).map(|c| c.role)
+    }
+
+    /// Live connections with an identified peer, in connection-id order.
+    pub fn peers(&self) -> impl Iterator<Item = (ConnId, &NodeId)> + '_ {
+        self.conns
+            .iter()
+            .filter_map(|(id, c)| c.peer.as_ref().map(|p| (*id, p)))
+    }
+
+    // ---- (B) inputs -----------------------------------------------------------------
+
+    /// A transport connection is open.
+    ///
+    /// Call after: the socket connected or was accepted. With [`Identity::Hello`] the
+    /// engine queues its HELLO and arms the HELLO timeout; with
+    /// [`Identity::Transport`] the peer is up at once.
+    pub fn handle_connected(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        role: Role,
+        identity: Identity,
+    ) -> Result<(), CommandError> {
+        self.advance(now);
+        if self.conns.contains_key(&conn) {
+            return Err(CommandError::DuplicateConnection(conn));
+        }
+        if self.conns.len() >= self.config.max_connections {
+            self.stats.connections_refused += 1;
+            return Err(CommandError::TooManyConnections);
+        }
+        self.conns.insert(
+            conn,
+            Conn {
+                role,
+                peer: None,
+                capabilities: Capabilities::NONE,
+                decoder: FrameDecoder::new(),
+                deadlines: BTreeMap::new(),
+                awaiting_digest: false,
+                peer_fingerprint: 0,
+            },
+        );
+        self.stats.connections = self.conns.len();
+        self.set_timer(conn, Timer::Idle, self.now + self.config.idle_timeout);
+        self.arm_keepalive(conn);
+        match identity {
+            Identity::Hello => {
+                let hello = Frame::Hello(Hello {
+                    version: PROTOCOL_VERSION,
+                    capabilities: self.capabilities,
+                    node_id: self.me.clone(),
+                });
+                self.send_frame(conn, &hello);
+                self.set_timer(conn, Timer::Hello, self.now + self.config.hello_timeout);
+            }
+            Identity::Transport { peer, capabilities } => {
+                self.peer_up(conn, peer, capabilities);
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes arrived on `conn`, in any chunking.
+    ///
+    /// Call after: every read. On `Err` the engine has already queued
+    /// [`Action::Close`] and [`Event::FrameError`] for this connection and forgotten it;
+    /// the driver logs the error and goes on serving the others. Bytes for an unknown
+    /// (already closed) connection are ignored.
+    pub fn handle_bytes(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        bytes: &[u8],
+    ) -> Result<(), ConnError> {
+        self.advance(now);
+        if !self.conns.contains_key(&conn) {
+            return Ok(());
+        }
+        self.stats.bytes_received += bytes.len() as u64;
+        let mut input = bytes;
+        let idle = self.now + self.config.idle_timeout;
+        self.set_timer(conn, Timer::Idle, idle);
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return Ok(());
+            };
+            let frame = match c.decoder.decode(&self.wire, &mut input) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(self.fail(conn, e.into())),
+            };
+            self.stats.frames_received += 1;
+            if let Err(e) = self.dispatch(conn, frame) {
+                return Err(self.fail(conn, e));
+            }
+        }
+    }
+
+    /// The transport connection is gone.
+    ///
+    /// Call after: EOF, a read or write error, or the driver closed it. Emits
+    /// [`Event::PeerDown`] for an identified peer. Unknown ids are ignored.
+    pub fn handle_disconnected(&mut self, now: Instant, conn: ConnId) {
+        self.advance(now);
+        let partial = self.conns.get(&conn).and_then(|c| c.decoder.partial());
+        if let Some((needed, got)) = partial {
+            // The stream ended inside a frame: report the truncation (nothing of that
+            // frame was applied).
+            self.stats.frame_errors += 1;
+            let peer = self.conns.get(&conn).and_then(|c| c.peer.clone());
+            let needed = needed.max(got + 1);
+            self.emit(Event::FrameError {
+                conn,
+                peer,
+                error: ConnError::Decode(crate::wire::DecodeError::Truncated { needed, got }),
+            });
+        }
+        self.forget(conn);
+    }
+
+    /// Time passed. Early or spurious calls are harmless no-ops.
+    ///
+    /// Call when: the instant from [`Engine::poll_timeout`] is reached (or any time).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        while let Some(&(at, conn, timer)) = self.timers.first() {
+            if at > self.now {
+                break;
+            }
+            self.timers.pop_first();
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.deadlines.remove(&timer);
+            }
+            match timer {
+                Timer::Hello => self.close(conn, CloseReason::HelloTimeout, true),
+                Timer::Idle => self.close(conn, CloseReason::IdleTimeout, true),
+                Timer::Keepalive => {
+                    self.send_frame(conn, &Frame::Exchange(Exchange::keepalive()));
+                }
+            }
+        }
+    }
+
+    // ---- (C) commands ---------------------------------------------------------------
+
+    /// Registers a custom frame kind: `magic` + `len u32` + body of at most `max_len`
+    /// bytes, delivered as [`Event::CustomFrame`]. Built-in magics cannot be overridden.
+    pub fn register_frame_kind(&mut self, magic: u16, max_len: u32) -> Result<(), RegisterError> {
+        self.wire.register_custom(magic, max_len)
+    }
+
+    /// Sends a frame of a registered custom kind to an identified peer.
+    pub fn send_custom(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        magic: u16,
+        body: Bytes,
+    ) -> Result<(), CommandError> {
+        self.advance(now);
+        self.check_queue()?;
+        let cap = self
+            .wire
+            .custom_cap(magic)
+            .ok_or(CommandError::NotCustom(magic))?;
+        if body.len() > cap as usize {
+            return Err(CommandError::TooLarge);
+        }
+        let c = self
+            .conns
+            .get(&conn)
+            .ok_or(CommandError::UnknownConnection(conn))?;
+        if c.peer.is_none() {
+            return Err(CommandError::NotReady(conn));
+        }
+        let bytes = Frame::Custom(Custom { magic, body }).to_bytes()?;
+        self.push_send(conn, bytes, 1);
+        Ok(())
+    }
+
+    /// Sends a G2 digest probe with the local fingerprint to an identified peer. Its
+    /// reply is never answered; a match emits [`Event::DigestMatch`].
+    pub fn probe_digest(&mut self, now: Instant, conn: ConnId) -> Result<(), CommandError> {
+        self.advance(now);
+        self.check_queue()?;
+        let local = self.local_fingerprint();
+        let c = self
+            .conns
+            .get_mut(&conn)
+            .ok_or(CommandError::UnknownConnection(conn))?;
+        if c.peer.is_none() {
+            return Err(CommandError::NotReady(conn));
+        }
+        c.awaiting_digest = true;
+        self.send_frame(conn, &Frame::Digest(Digest::probe(local)));
+        Ok(())
+    }
+
+    /// The fingerprint the peer on `conn` last reported in a G2 frame (0 = none).
+    pub fn peer_fingerprint(&self, conn: ConnId) -> Option<u64> {
+        self.conns.get(&conn).map(|c| c.peer_fingerprint)
+    }
+
+    /// Closes a connection: queues [`Action::Close`] and forgets it.
+    pub fn close_connection(&mut self, now: Instant, conn: ConnId) -> Result<(), CommandError> {
+        self.advance(now);
+        if !self.conns.contains_key(&conn) {
+            return Err(CommandError::UnknownConnection(conn));
+        }
+        self.close(conn, CloseReason::Requested, false);
+        Ok(())
+    }
+
+    // ---- (D) outputs ----------------------------------------------------------------
+
+    /// The next action for the driver, in order.
+    ///
+    /// Call after: every `handle_*` and command, until it returns `None`.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When [`Engine::handle_timeout`] should next be called; `None` when nothing is
+    /// scheduled. May move earlier or later after any input or command.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|(at, _, _)| *at)
+    }
+
+    // ---- internals ------------------------------------------------------------------
+
+    /// Clamps time to be monotonic.
+    fn advance(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    fn check_queue(&self) -> Result<(), CommandError> {
+        if self.actions.len() >= self.config.max_queued_actions {
+            return Err(CommandError::QueueFull);
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self, conn: ConnId, frame: Frame) -> Result<(), ConnError> {
+        // INVARIANT: callers only dispatch for live connections.
+        let Some(c) = self.conns.get(&conn) else {
+            return Ok(());
+        };
+        let Some(peer) = c.peer.clone() else {
+            return match frame {
+                Frame::Hello(hello) => self.on_hello(conn, hello),
+                other => Err(ConnError::FrameBeforeHello {
+                    magic: other.magic(),
+                }),
+            };
+        };
+        match frame {
+            Frame::Hello(_) => return Err(ConnError::DuplicateHello),
+            Frame::Exchange(ex) if ex.is_keepalive() => {}
+            Frame::Digest(digest) => self.on_digest(conn, peer, digest),
+            Frame::Custom(Custom { magic, body }) => {
+                self.emit(Event::CustomFrame {
+                    conn,
+                    peer,
+                    magic,
+                    body,
+                });
+            }
+            other => {
+                self.stats.frames_unhandled += 1;
+                self.emit(Event::FrameUnhandled {
+                    conn,
+                    magic: other.magic(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// G2 (reference §c). A frame with [`Digest::FLAG_REPLY`], or any G2 while our own
+    /// probe is unanswered (a Go peer's reply, or a crossing probe that tells us the same
+    /// thing), is a reply and is never answered; anything else is a probe, always
+    /// answered.
+    fn on_digest(&mut self, conn: ConnId, peer: NodeId, digest: Digest) {
+        let local = self.local_fingerprint();
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.peer_fingerprint = digest.fingerprint;
+        if digest.is_reply() || c.awaiting_digest {
+            c.awaiting_digest = false;
+            if digest.is_match() || (local != 0 && digest.fingerprint == local) {
+                self.emit(Event::DigestMatch { peer });
+            }
+            return;
+        }
+        let reply = Digest::reply(local, digest.fingerprint);
+        if reply.is_match() {
+            self.emit(Event::DigestMatch { peer });
+        }
+        self.send_frame(conn, &Frame::Digest(reply));
+    }
+
+    /// The fingerprint of local state. No state store is wired into the engine yet, so
+    /// it is 0 ("none"): probes are answered, and a match is never reported.
+    fn local_fingerprint(&self) -> u64 {
+        0
+    }
+
+    fn on_hello(&mut self, conn: ConnId, hello: Hello) -> Result<(), ConnError> {
+        if hello.version == 0 {
+            return Err(ConnError::UnsupportedVersion(hello.version));
+        }
+        if hello.node_id == self.me {
+            return Err(ConnError::SelfConnection);
+        }
+        self.clear_timer(conn, Timer::Hello);
+        let caps = hello.capabilities.intersection(self.capabilities);
+        self.peer_up(conn, hello.node_id, caps);
+        Ok(())
+    }
+
+    fn peer_up(&mut self, conn: ConnId, peer: NodeId, capabilities: Capabilities) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.peer = Some(peer.clone());
+            c.capabilities = capabilities;
+        }
+        self.stats.peers = self.conns.values().filter(|c| c.peer.is_some()).count();
+        self.emit(Event::PeerUp {
+            conn,
+            peer,
+            capabilities,
+        });
+    }
+
+    /// Closes `conn` for bad input: counted, evented, forgotten.
+    fn fail(&mut self, conn: ConnId, error: ConnError) -> ConnError {
+        self.stats.frame_errors += 1;
+        let peer = self.conns.get(&conn).and_then(|c| c.peer.clone());
+        self.emit(Event::FrameError {
+            conn,
+            peer,
+            error: error.clone(),
+        });
+        self.close(conn, CloseReason::Protocol(error.clone()), false);
+        error
+    }
+
+    fn close(&mut self, conn: ConnId, reason: CloseReason, timeout: bool) {
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
+        if timeout {
+            self.stats.timeouts += 1;
+        }
+        self.actions.push_back(Action::Close { conn, reason });
+        self.forget(conn);
+    }
+
+    fn forget(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        for (timer, at) in c.deadlines {
+            self.timers.remove(&(at, conn, timer));
+        }
+        self.stats.connections = self.conns.len();
+        if let Some(peer) = c.peer {
+            self.stats.peers = self.stats.peers.saturating_sub(1);
+            self.emit(Event::PeerDown { conn, peer });
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.actions.push_back(Action::Emit(event));
+    }
+
+    fn send_frame(&mut self, conn: ConnId, frame: &Frame) {
+        match frame.to_bytes() {
+            Ok(bytes) => self.push_send(conn, bytes, 1),
+            // INVARIANT: the engine only builds frames with valid encodings.
+            Err(_) => debug_assert!(false, "engine built an unencodable frame"),
+        }
+    }
+
+    fn push_send(&mut self, conn: ConnId, bytes: Bytes, frames: u64) {
+        self.stats.frames_sent += frames;
+        self.stats.bytes_sent += bytes.len() as u64;
+        self.actions.push_back(Action::Send { conn, bytes });
+        self.arm_keepalive(conn);
+    }
+
+    /// Re-arms the keepalive after a send, with ±10 % jitter so that connections opened
+    /// together do not all wake together.
+    fn arm_keepalive(&mut self, conn: ConnId) {
+        let base = self.config.keepalive_interval;
+        let spread = base.as_micros() as u64 / 5;
+        let offset = self.rng.below(spread.saturating_add(1));
+        let at =
+            self.now + base - Duration::from_micros(spread / 2) + Duration::from_micros(offset);
+        self.set_timer(conn, Timer::Keepalive, at);
+    }
+
+    fn set_timer(&mut self, conn: ConnId, timer: Timer, at: Instant) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if let Some(old) = c.deadlines.insert(timer, at) {
+            self.timers.remove(&(old, conn, timer));
+        }
+        self.timers.insert((at, conn, timer));
+    }
+
+    fn clear_timer(&mut self, conn: ConnId, timer: Timer) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if let Some(old) = c.deadlines.remove(&timer) {
+                self.timers.remove(&(old, conn, timer));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
