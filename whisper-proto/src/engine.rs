@@ -543,6 +543,7 @@ impl Engine {
     }
 
     fn peer_up(&mut self, conn: ConnId, peer: NodeId, capabilities: Capabilities) {
+        crate::trace_event!(debug, crate::util::log::targets::ENGINE, %conn, %peer, caps = capabilities.0, "peer up");
         if let Some(c) = self.conns.get_mut(&conn) {
             c.peer = Some(peer.clone());
             c.capabilities = capabilities;
@@ -557,6 +558,7 @@ impl Engine {
 
     /// Closes `conn` for bad input: counted, evented, forgotten.
     fn fail(&mut self, conn: ConnId, error: ConnError) -> ConnError {
+        crate::trace_event!(debug, crate::util::log::targets::WIRE, %conn, %error, "closing connection on bad input");
         self.stats.frame_errors += 1;
         let peer = self.conns.get(&conn).and_then(|c| c.peer.clone());
         self.emit(Event::FrameError {

@@ -73,6 +73,16 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+/// Emits a `tracing` event on a subsystem target (`util::log::targets`) when the
+/// `tracing` feature is on; compiles to nothing otherwise.
+macro_rules! trace_event {
+    ($level:ident, $target:expr, $($rest:tt)+) => {{
+        #[cfg(feature = "tracing")]
+        ::tracing::$level!(target: $target, $($rest)+);
+    }};
+}
+pub(crate) use trace_event;
+
 pub mod action;
 pub mod config;
 pub mod engine;
