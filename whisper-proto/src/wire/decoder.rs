@@ -101,7 +101,9 @@ impl FrameDecoder {
             }
             let frame = self.buf.split().freeze();
             self.want = None;
-            return self.finish(config, &frame).map(Some);
+            return Frame::parse_sized(&frame)
+                .inspect_err(|_| self.poisoned = true)
+                .map(Some);
         }
     }
 
@@ -118,8 +120,14 @@ impl FrameDecoder {
         if self.buf.is_empty() {
             match config.frame_len(input) {
                 Ok(Some(n)) if n <= input.len() => {
-                    let frame = input.split_to(n);
-                    return self.finish(config, &frame).map(Some);
+                    let frame = if n == input.len() {
+                        core::mem::take(input)
+                    } else {
+                        input.split_to(n)
+                    };
+                    return Frame::parse_sized(&frame)
+                        .inspect_err(|_| self.poisoned = true)
+                        .map(Some);
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -150,9 +158,5 @@ impl FrameDecoder {
                 Err(e)
             }
         }
-    }
-
-    fn finish(&mut self, config: &WireConfig, frame: &Bytes) -> Result<Frame, DecodeError> {
-        Frame::parse(frame, config).inspect_err(|_| self.poisoned = true)
     }
 }

@@ -336,7 +336,13 @@ impl Frame {
                 extra: frame.len() - total,
             });
         }
-        // INVARIANT: frame_len returned Some, so at least the 2 magic bytes are present.
+        Self::parse_sized(frame)
+    }
+
+    /// Parses a frame whose exact size `frame_len` has already confirmed.
+    ///
+    /// INVARIANT: `frame.len()` equals `WireConfig::frame_len(frame)`.
+    pub(crate) fn parse_sized(frame: &Bytes) -> Result<Self, DecodeError> {
         let m = read_u16(frame, 0).unwrap_or_default();
         Ok(match m {
             magic::EXCHANGE => Self::Exchange(Exchange::parse(frame)),
