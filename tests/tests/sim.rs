@@ -56,7 +56,11 @@ fn idle_cost_does_not_grow_with_n() {
         // 600 s of one keepalive per ~30 s (±10 %) per connection end: 18..=23 each.
         let ends = 2 * r.sim.link_count() as u64;
         let ka = r.window.kind(FrameKind::Keepalive).frames;
-        sim_assert!(seed, (18 * ends..=23 * ends).contains(&ka), "{ka} keepalives");
+        sim_assert!(
+            seed,
+            (18 * ends..=23 * ends).contains(&ka),
+            "{ka} keepalives"
+        );
     }
 }
 
@@ -68,9 +72,19 @@ fn partition_then_heal() {
     let r = scenario::partition_heal(&Opts::new(n, seed));
     let half = n / 2;
     let across = (half * (n - half)) as u64;
-    sim_assert_eq!(seed, r.downs_partitioned, 2 * across, "both ends of every link across");
+    sim_assert_eq!(
+        seed,
+        r.downs_partitioned,
+        2 * across,
+        "both ends of every link across"
+    );
     for node in 0..n {
-        sim_assert_eq!(seed, r.peers_partitioned[node], half - 1, "split, node {node}");
+        sim_assert_eq!(
+            seed,
+            r.peers_partitioned[node],
+            half - 1,
+            "split, node {node}"
+        );
         sim_assert_eq!(seed, r.sim.peers(node), n - 1, "healed, node {node}");
     }
     let m = r.sim.metrics();
@@ -92,8 +106,17 @@ fn crash_and_restart_rehandshake() {
     let c = r.crashed.len();
     sim_assert_eq!(seed, c, 5);
     for node in 0..n {
-        let expect = if r.crashed.contains(&node) { 0 } else { n - 1 - c };
-        sim_assert_eq!(seed, r.peers_while_down[node], expect, "node {node} while down");
+        let expect = if r.crashed.contains(&node) {
+            0
+        } else {
+            n - 1 - c
+        };
+        sim_assert_eq!(
+            seed,
+            r.peers_while_down[node],
+            expect,
+            "node {node} while down"
+        );
         sim_assert_eq!(seed, r.sim.peers(node), n - 1, "node {node} after restart");
     }
     // Every link touching a crashed node is re-dialled once: two HELLOs each.
@@ -134,7 +157,11 @@ fn flood_with_frame_loss() {
     sim_assert!(seed, (0.04..0.06).contains(&rate), "loss rate {rate}");
     // Virtual time: the origin's direct sends arrive within the 50 ms latency ceiling
     // unless lost; a lost one is repaired by two ≤ 50 ms hops.
-    sim_assert!(seed, s.full_delivery_max <= Duration::from_millis(200), "{s}");
+    sim_assert!(
+        seed,
+        s.full_delivery_max <= Duration::from_millis(200),
+        "{s}"
+    );
 }
 
 /// The same flood on a sparse random graph exercises multi-hop LDH.
@@ -149,7 +176,12 @@ fn flood_sparse_multi_hop() {
     // Each node forwards once to all its peers: RMR = 2·E/(N−1) − 1 per message.
     let links = r.sim.link_count() as f64;
     let expect = 2.0 * links / (n - 1) as f64 - 1.0;
-    sim_assert!(seed, (s.rmr - expect).abs() < 1e-9, "RMR {} vs {expect}", s.rmr);
+    sim_assert!(
+        seed,
+        (s.rmr - expect).abs() < 1e-9,
+        "RMR {} vs {expect}",
+        s.rmr
+    );
 }
 
 /// (f) Same seed → identical table and trace; different seed → different timings.
@@ -221,14 +253,22 @@ fn stream_loss_breaks_and_reconnects() {
     sim_assert!(seed, breaks > 0, "20 % write loss broke nothing");
     // A break during a handshake has no PeerDown, so at most two per break.
     let downs = sim.metrics().peer_downs();
-    sim_assert!(seed, downs > 0 && downs <= 2 * breaks, "{downs} PeerDown, {breaks} breaks");
+    sim_assert!(
+        seed,
+        downs > 0 && downs <= 2 * breaks,
+        "{downs} PeerDown, {breaks} breaks"
+    );
     sim.set_default_link(LinkConfig::default());
     sim.run_for(Duration::from_secs(5));
     for node in 0..n {
         sim_assert_eq!(seed, sim.peers(node), n - 1, "node {node}");
     }
     let m = sim.metrics();
-    sim_assert_eq!(seed, m.peer_ups() - m.peer_downs(), 2 * sim.links_up() as u64);
+    sim_assert_eq!(
+        seed,
+        m.peer_ups() - m.peer_downs(),
+        2 * sim.links_up() as u64
+    );
     // A stream never tears a frame: no decode errors anywhere.
     sim_assert_eq!(
         seed,

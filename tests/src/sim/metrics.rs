@@ -157,7 +157,12 @@ impl NodeMetrics {
         let sent = self
             .sent
             .iter()
-            .map(|(k, v)| (*k, v.minus(earlier.sent.get(k).copied().unwrap_or_default())))
+            .map(|(k, v)| {
+                (
+                    *k,
+                    v.minus(earlier.sent.get(k).copied().unwrap_or_default()),
+                )
+            })
             .collect();
         Self {
             sent,

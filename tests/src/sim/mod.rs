@@ -21,11 +21,11 @@
 //!   ([`metrics`]); every [`Event`] is recorded with its node and virtual time
 //!   ([`Sim::events`]) and handed to the run's [`App`], which can react by calling engine
 //!   commands. [`Sim::deliveries_mut`] is a protocol-agnostic
-//!   [`DeliveryTracker`](metrics::DeliveryTracker) for missed count, RMR, LDH and time to
+//!   [`DeliveryTracker`] for missed count, RMR, LDH and time to
 //!   full delivery.
 //!
 //! A run's seed comes from `WHISPER_SEED` when set ([`seed_from_env`]); if anything
-//! panics while a [`Sim`] is alive, it prints the seed to stderr, and [`sim_assert!`]
+//! panics while a [`Sim`] is alive, it prints the seed to stderr, and [`sim_assert!`](crate::sim_assert)
 //! puts the seed into the assertion message itself.
 //!
 //! # Adding a scenario
@@ -130,12 +130,10 @@ impl Topology {
     pub fn edges(&self, n: usize, rng: &mut Rng) -> Vec<(usize, usize)> {
         let mut set = BTreeSet::new();
         match self {
-            Self::FullMesh => {
-                return (0..n)
-                    .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
-                    .collect();
-            }
-            Self::None => return Vec::new(),
+            Self::FullMesh => (0..n)
+                .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
+                .collect(),
+            Self::None => Vec::new(),
             Self::Edges(list) => {
                 let mut out = Vec::new();
                 for &(a, b) in list {
@@ -144,7 +142,7 @@ impl Topology {
                         out.push(e);
                     }
                 }
-                return out;
+                out
             }
             Self::Random { k } => {
                 if 2 * k >= n.saturating_sub(1) {
@@ -504,9 +502,10 @@ impl<A: App> Sim<A> {
         );
         s.push_str(&self.metrics.table(self.alive()));
         if !self.deliveries.messages.is_empty() {
-            let summary = self
-                .deliveries
-                .summary(self.alive().saturating_sub(1), self.metrics.payload().frames);
+            let summary = self.deliveries.summary(
+                self.alive().saturating_sub(1),
+                self.metrics.payload().frames,
+            );
             s.push_str(&format!("{summary}\n"));
         }
         s
@@ -1253,8 +1252,8 @@ mod tests {
                 ev: Ev::Sample,
             });
         }
-        let order: Vec<_> = std::iter::from_fn(|| h.pop().map(|q| (q.at.as_micros(), q.seq)))
-            .collect();
+        let order: Vec<_> =
+            std::iter::from_fn(|| h.pop().map(|q| (q.at.as_micros(), q.seq))).collect();
         assert_eq!(order, [(3, 2), (3, 3), (5, 0), (5, 1)]);
     }
 

@@ -258,8 +258,7 @@ impl App for Flood {
         let Some((id, hop)) = Self::parse(body) else {
             return;
         };
-        cx.deliveries
-            .record_delivery(cx.node, id, hop + 1, cx.now);
+        cx.deliveries.record_delivery(cx.node, id, hop + 1, cx.now);
         if self.seen.len() <= cx.node {
             self.seen.resize_with(cx.node + 1, BTreeSet::new);
         }
@@ -287,13 +286,7 @@ pub struct FloodRun {
 /// messages are published from random origins, one every 500 ms; runs 5 s past the last.
 pub fn flood(opts: &Opts, topology: &Topology, loss: f64, messages: u64) -> FloodRun {
     let n = opts.nodes;
-    let mut sim = Sim::with_app(
-        n,
-        topology,
-        opts.sim_config(),
-        opts.seed,
-        Flood::new(n, 64),
-    );
+    let mut sim = Sim::with_app(n, topology, opts.sim_config(), opts.seed, Flood::new(n, 64));
     sim.register_frame_kind(FLOOD_MAGIC, 1024)
         .expect("fresh simulator registers the flood kind");
     let end = secs(5) + Duration::from_millis(500 * messages) + Duration::from_secs(5);
