@@ -1,0 +1,374 @@
+//! Ready-made scenarios, shared by `tests/tests/sim.rs` (which asserts their counts)
+//! and the `simulate` binary (which prints their tables and plots).
+//!
+//! Each scenario takes [`Opts`] and returns the finished [`Sim`] (inside a struct when
+//! it has figures of its own). They use only what the engine offers today: HELLO,
+//! keepalives, timeouts, G2 probes and custom frames.
+
+use super::metrics::{DeliverySummary, FrameKind, Metrics};
+use super::net::LinkConfig;
+use super::{App, NodeCx, Sim, SimConfig, Topology};
+use std::collections::BTreeSet;
+use whisper_proto::rng::{RandomSource, Rng};
+use whisper_proto::{Bytes, ConnId, Duration, Engine, Event, Instant};
+
+/// Options every scenario takes.
+#[derive(Clone, Debug)]
+pub struct Opts {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// The run's seed.
+    pub seed: u64,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+    /// Sample the time series this often (for plots).
+    pub sample_every: Option<Duration>,
+}
+
+impl Opts {
+    /// `nodes` nodes, seed `seed`, quiet, no sampling.
+    pub fn new(nodes: usize, seed: u64) -> Self {
+        Self {
+            nodes,
+            seed,
+            progress: false,
+            sample_every: None,
+        }
+    }
+
+    /// The simulator config these options imply.
+    pub fn sim_config(&self) -> SimConfig {
+        SimConfig {
+            sample_every: self.sample_every,
+            ..SimConfig::default()
+        }
+    }
+
+    fn start<A: App>(&self, sim: &mut Sim<A>, end: Instant) {
+        if self.progress {
+            sim.show_progress(end);
+        }
+    }
+}
+
+/// Virtual seconds as an [`Instant`].
+fn secs(s: u64) -> Instant {
+    Instant::from_secs(s)
+}
+
+/// (a) A full mesh comes up: every HELLO completes. Runs 5 virtual seconds.
+pub fn hello_mesh(opts: &Opts) -> Sim {
+    let mut sim = Sim::new(
+        opts.nodes,
+        &Topology::FullMesh,
+        opts.sim_config(),
+        opts.seed,
+    );
+    opts.start(&mut sim, secs(5));
+    sim.run_until(secs(5));
+    sim.finish_progress();
+    sim
+}
+
+/// The result of [`idle`].
+#[derive(Debug)]
+pub struct Idle {
+    /// The finished run.
+    pub sim: Sim,
+    /// The counters of the measured window only.
+    pub window: Metrics,
+}
+
+impl Idle {
+    /// Mean keepalive (and any other) bytes per node per virtual second in the window.
+    pub fn bytes_per_node_per_sec(&self) -> f64 {
+        self.window.bytes_per_node_per_sec(self.sim.alive())
+    }
+}
+
+/// (b) Idle cost: a random topology of average degree `degree`; after a 60 s warm-up,
+/// counts 10 virtual minutes of idle traffic.
+pub fn idle(opts: &Opts, degree: usize) -> Idle {
+    let topo = Topology::Random {
+        k: (degree / 2).max(1),
+    };
+    let mut sim = Sim::new(opts.nodes, &topo, opts.sim_config(), opts.seed);
+    let (warm, end) = (secs(60), secs(660));
+    opts.start(&mut sim, end);
+    sim.run_until(warm);
+    let before = sim.metrics().clone();
+    sim.run_until(end);
+    sim.finish_progress();
+    let window = sim.metrics().since(&before);
+    Idle { sim, window }
+}
+
+/// The result of [`partition_heal`].
+#[derive(Debug)]
+pub struct PartitionHeal {
+    /// The finished run.
+    pub sim: Sim,
+    /// The halves.
+    pub halves: (Vec<usize>, Vec<usize>),
+    /// Identified peers per node just before the heal.
+    pub peers_partitioned: Vec<usize>,
+    /// PeerDown events during the partition.
+    pub downs_partitioned: u64,
+}
+
+/// (c) A full mesh splits into two halves at 5 s (links across break), heals at 15 s,
+/// and runs to 25 s.
+pub fn partition_heal(opts: &Opts) -> PartitionHeal {
+    let n = opts.nodes;
+    let mut sim = Sim::new(n, &Topology::FullMesh, opts.sim_config(), opts.seed);
+    opts.start(&mut sim, secs(25));
+    sim.run_until(secs(5));
+    let downs0 = sim.metrics().peer_downs();
+    let a: Vec<usize> = (0..n / 2).collect();
+    let b: Vec<usize> = (n / 2..n).collect();
+    sim.partition(&[&a, &b]);
+    sim.run_until(secs(15));
+    let peers_partitioned = (0..n).map(|i| sim.peers(i)).collect();
+    let downs_partitioned = sim.metrics().peer_downs() - downs0;
+    sim.heal();
+    sim.run_until(secs(25));
+    sim.finish_progress();
+    PartitionHeal {
+        sim,
+        halves: (a, b),
+        peers_partitioned,
+        downs_partitioned,
+    }
+}
+
+/// The result of [`crash_restart`].
+#[derive(Debug)]
+pub struct CrashRestart {
+    /// The finished run.
+    pub sim: Sim,
+    /// The crashed (and restarted) nodes.
+    pub crashed: Vec<usize>,
+    /// Identified peers per node while they were down.
+    pub peers_while_down: Vec<usize>,
+    /// HELLO frames sent before the crash.
+    pub hellos_before: u64,
+    /// Times the restore hook ran.
+    pub restored: usize,
+}
+
+/// (d) A full mesh; at 5 s, `percent` % of the nodes (at least one) crash; at 10 s they
+/// restart (even-numbered ones through a restore hook, the others fresh); runs to 20 s.
+pub fn crash_restart(opts: &Opts, percent: usize) -> CrashRestart {
+    let n = opts.nodes;
+    let mut sim = Sim::new(n, &Topology::FullMesh, opts.sim_config(), opts.seed);
+    opts.start(&mut sim, secs(20));
+    sim.run_until(secs(5));
+    let hellos_before = sim.metrics().kind(FrameKind::Hello).frames;
+    let mut pick = Rng::new(opts.seed ^ 0x00c0_ffee);
+    let mut crashed = BTreeSet::new();
+    let want = (n * percent / 100).max(1).min(n);
+    while crashed.len() < want {
+        crashed.insert(pick.below(n as u64) as usize);
+    }
+    let crashed: Vec<usize> = crashed.into_iter().collect();
+    for &c in &crashed {
+        sim.crash(c);
+    }
+    sim.run_until(secs(10));
+    let peers_while_down = (0..n).map(|i| sim.peers(i)).collect();
+    let config = sim.config().engine.clone();
+    let mut restored = 0;
+    for &c in &crashed {
+        if c % 2 == 0 {
+            let now = sim.now();
+            // A scenario would restore persisted state here; the engine has none yet.
+            sim.restart_with(c, |id| {
+                restored += 1;
+                Engine::new(id.clone(), config.clone(), c as u64, now).expect("valid config")
+            });
+        } else {
+            sim.restart(c);
+        }
+    }
+    sim.run_until(secs(20));
+    sim.finish_progress();
+    CrashRestart {
+        sim,
+        crashed,
+        peers_while_down,
+        hellos_before,
+        restored,
+    }
+}
+
+/// The custom magic of the toy flood.
+pub const FLOOD_MAGIC: u16 = 0x7f01;
+
+/// A toy flood over custom frames: the first time a node sees a message it sends it to
+/// all its peers. The body is `msg_id u64` + `hop u32` + padding.
+#[derive(Clone, Debug)]
+pub struct Flood {
+    /// Messages each node has seen.
+    pub seen: Vec<BTreeSet<u64>>,
+    /// Body length (at least 12).
+    pub body_len: usize,
+}
+
+impl Flood {
+    /// A flood for `n` nodes with bodies of `body_len` bytes.
+    pub fn new(n: usize, body_len: usize) -> Self {
+        Self {
+            seen: vec![BTreeSet::new(); n],
+            body_len: body_len.max(12),
+        }
+    }
+
+    /// Sends message `id` at hop `hop` to every identified peer of `engine`, with a
+    /// body of `body_len` bytes (at least 12).
+    pub fn send(engine: &mut Engine, now: Instant, id: u64, hop: u32, body_len: usize) {
+        let mut body = vec![0u8; body_len.max(12)];
+        body[..8].copy_from_slice(&id.to_be_bytes());
+        body[8..12].copy_from_slice(&hop.to_be_bytes());
+        let body = Bytes::from(body);
+        let peers: Vec<ConnId> = engine.peers().map(|(c, _)| c).collect();
+        for conn in peers {
+            // A full action queue would be a driver bug: the simulator drains after
+            // every call.
+            engine
+                .send_custom(now, conn, FLOOD_MAGIC, body.clone())
+                .expect("INVARIANT: identified peer, registered kind, drained queue");
+        }
+    }
+
+    fn parse(body: &[u8]) -> Option<(u64, u32)> {
+        let id = u64::from_be_bytes(body.get(..8)?.try_into().ok()?);
+        let hop = u32::from_be_bytes(body.get(8..12)?.try_into().ok()?);
+        Some((id, hop))
+    }
+}
+
+impl App for Flood {
+    fn on_event(&mut self, cx: &mut NodeCx<'_>, event: &Event) {
+        let Event::CustomFrame { magic, body, .. } = event else {
+            return;
+        };
+        if *magic != FLOOD_MAGIC {
+            return;
+        }
+        let Some((id, hop)) = Self::parse(body) else {
+            return;
+        };
+        cx.deliveries.record_delivery(cx.node, id, hop + 1, cx.now);
+        if self.seen.len() <= cx.node {
+            self.seen.resize_with(cx.node + 1, BTreeSet::new);
+        }
+        if self.seen[cx.node].insert(id) {
+            Self::send(cx.engine, cx.now, id, hop + 1, self.body_len);
+        }
+    }
+}
+
+/// The result of [`flood`].
+#[derive(Debug)]
+pub struct FloodRun {
+    /// The finished run.
+    pub sim: Sim<Flood>,
+    /// Delivery figures (receivers = N − 1; payload = flood frames).
+    pub summary: DeliverySummary,
+    /// Flood frames sent.
+    pub flood_frames: u64,
+    /// Frames dropped by the links while flooding.
+    pub dropped: u64,
+}
+
+/// (e) A toy flood in frame-loss mode: the topology comes up over lossless links in
+/// 5 s; then every link switches to [`LinkConfig::frames`]`(loss)` and `messages`
+/// messages are published from random origins, one every 500 ms; runs 5 s past the last.
+pub fn flood(opts: &Opts, topology: &Topology, loss: f64, messages: u64) -> FloodRun {
+    let n = opts.nodes;
+    let mut sim = Sim::with_app(n, topology, opts.sim_config(), opts.seed, Flood::new(n, 64));
+    sim.register_frame_kind(FLOOD_MAGIC, 1024)
+        .expect("fresh simulator registers the flood kind");
+    let end = secs(5) + Duration::from_millis(500 * messages) + Duration::from_secs(5);
+    opts.start(&mut sim, end);
+    sim.run_until(secs(5));
+    let before = sim.metrics().clone();
+    sim.set_default_link(LinkConfig::frames(loss));
+    let mut pick = Rng::new(opts.seed ^ 0xf100d);
+    for id in 0..messages {
+        let origin = pick.below(n as u64) as usize;
+        let now = sim.now();
+        sim.deliveries_mut().record_publish(origin, id, now);
+        sim.app_mut().seen[origin].insert(id);
+        let body_len = sim.app().body_len;
+        sim.with_engine(origin, |e, now| Flood::send(e, now, id, 0, body_len));
+        sim.run_for(Duration::from_millis(500));
+    }
+    sim.run_until(end);
+    sim.finish_progress();
+    let window = sim.metrics().since(&before);
+    let flood_frames = window.kind(FrameKind::Custom(FLOOD_MAGIC)).frames;
+    let summary = sim.deliveries().summary(n - 1, flood_frames);
+    FloodRun {
+        dropped: window.frames_dropped,
+        sim,
+        summary,
+        flood_frames,
+    }
+}
+
+/// Runs a scenario by name for the `simulate` binary: returns the table text (with the
+/// scenario's own figures) and the time series.
+pub fn run_named(name: &str, opts: &Opts) -> Option<(String, Metrics)> {
+    Some(match name {
+        "hello-mesh" => {
+            let sim = hello_mesh(opts);
+            (sim.table(), sim.metrics().clone())
+        }
+        "idle" => {
+            let r = idle(opts, 8);
+            let mut t = r.sim.table();
+            t.push_str(&format!(
+                "idle window 600 s, degree 8: {:.3} B/node/s mean, {:.3} B/s max node\n",
+                r.bytes_per_node_per_sec(),
+                r.window.max_node_bytes_per_sec()
+            ));
+            (t, r.sim.metrics().clone())
+        }
+        "partition" => {
+            let r = partition_heal(opts);
+            let mut t = r.sim.table();
+            t.push_str(&format!(
+                "PeerDown during partition {}; min peers while split {}; min peers after heal {}\n",
+                r.downs_partitioned,
+                r.peers_partitioned.iter().min().unwrap_or(&0),
+                (0..opts.nodes).map(|i| r.sim.peers(i)).min().unwrap_or(0)
+            ));
+            (t, r.sim.metrics().clone())
+        }
+        "crash-restart" => {
+            let r = crash_restart(opts, 10);
+            let mut t = r.sim.table();
+            t.push_str(&format!("crashed and restarted: {:?}\n", r.crashed));
+            (t, r.sim.metrics().clone())
+        }
+        "flood" => {
+            let topo = if opts.nodes <= 200 {
+                Topology::FullMesh
+            } else {
+                Topology::Random { k: 4 }
+            };
+            let r = flood(opts, &topo, 0.05, 10);
+            let mut t = r.sim.table();
+            t.push_str(&format!(
+                "flood frames {} dropped while flooding {}\n",
+                r.flood_frames, r.dropped
+            ));
+            (t, r.sim.metrics().clone())
+        }
+        _ => return None,
+    })
+}
+
+/// The scenario names [`run_named`] knows.
+pub const NAMES: [&str; 5] = ["hello-mesh", "idle", "partition", "crash-restart", "flood"];

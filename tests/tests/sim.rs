@@ -1,0 +1,398 @@
+//! Simulator scenarios. Every assertion is on counts or virtual time, never wall time;
+//! every failure names its seed (set `WHISPER_SEED` to replay one).
+
+use whisper_proto::{Bytes, Duration, Event, Instant};
+use whisper_tests::sim::metrics::FrameKind;
+use whisper_tests::sim::net::{LinkConfig, LinkMode, PartitionMode};
+use whisper_tests::sim::scenario::{self, Opts};
+use whisper_tests::sim::{Sim, SimConfig, Topology, seed_from_env};
+use whisper_tests::{sim_assert, sim_assert_eq};
+
+const CUSTOM: u16 = 0x7f42;
+
+/// (a) N = 100 full mesh: every HELLO completes.
+#[test]
+fn full_mesh_hellos_complete() {
+    let seed = seed_from_env(1);
+    let n = 100;
+    let sim = scenario::hello_mesh(&Opts::new(n, seed));
+    let m = sim.metrics();
+    sim_assert_eq!(seed, m.kind(FrameKind::Hello).frames, (n * (n - 1)) as u64);
+    sim_assert_eq!(seed, sim.links_up(), n * (n - 1) / 2);
+    for node in 0..n {
+        sim_assert_eq!(seed, m.nodes[node].peer_up, (n - 1) as u64, "node {node}");
+        sim_assert_eq!(seed, sim.peers(node), n - 1, "node {node}");
+        let ups = sim
+            .events_of(node)
+            .filter(|r| matches!(r.event, Event::PeerUp { .. }))
+            .count();
+        sim_assert_eq!(seed, ups, n - 1, "recorded PeerUp of node {node}");
+    }
+    sim_assert_eq!(seed, m.peer_downs(), 0);
+    sim_assert_eq!(seed, m.nodes.iter().map(|n| n.frame_errors).sum::<u64>(), 0);
+    // Only HELLOs so far: all control.
+    sim_assert_eq!(seed, m.payload().frames, 0);
+}
+
+/// (b) Idle cost per node must not grow with N on a degree-8 topology.
+#[test]
+fn idle_cost_does_not_grow_with_n() {
+    let seed = seed_from_env(2);
+    let small = scenario::idle(&Opts::new(100, seed), 8);
+    let large = scenario::idle(&Opts::new(1000, seed), 8);
+    let (s, l) = (
+        small.bytes_per_node_per_sec(),
+        large.bytes_per_node_per_sec(),
+    );
+    println!("idle B/node/s: N=100 {s:.3}, N=1000 {l:.3}");
+    println!("{}", large.window.table(1000));
+    sim_assert!(seed, s > 0.0, "keepalives flow");
+    sim_assert!(seed, l <= s * 1.1, "N=1000 {l} > 1.1 × N=100 {s}");
+    for r in [&small, &large] {
+        // Idle links stay up: keepalives beat the idle timeout; nothing but keepalives.
+        sim_assert_eq!(seed, r.window.peer_downs(), 0);
+        sim_assert_eq!(seed, r.window.total(), r.window.kind(FrameKind::Keepalive));
+        sim_assert_eq!(seed, r.sim.links_up(), r.sim.link_count());
+        // 600 s of one keepalive per ~30 s (±10 %) per connection end: 18..=23 each.
+        let ends = 2 * r.sim.link_count() as u64;
+        let ka = r.window.kind(FrameKind::Keepalive).frames;
+        sim_assert!(
+            seed,
+            (18 * ends..=23 * ends).contains(&ka),
+            "{ka} keepalives"
+        );
+    }
+}
+
+/// (c) Partition into halves, then heal.
+#[test]
+fn partition_then_heal() {
+    let seed = seed_from_env(3);
+    let n = 40;
+    let r = scenario::partition_heal(&Opts::new(n, seed));
+    let half = n / 2;
+    let across = (half * (n - half)) as u64;
+    sim_assert_eq!(
+        seed,
+        r.downs_partitioned,
+        2 * across,
+        "both ends of every link across"
+    );
+    for node in 0..n {
+        sim_assert_eq!(
+            seed,
+            r.peers_partitioned[node],
+            half - 1,
+            "split, node {node}"
+        );
+        sim_assert_eq!(seed, r.sim.peers(node), n - 1, "healed, node {node}");
+    }
+    let m = r.sim.metrics();
+    sim_assert_eq!(seed, m.peer_ups(), (n * (n - 1)) as u64 + 2 * across);
+    sim_assert_eq!(
+        seed,
+        m.kind(FrameKind::Hello).frames,
+        (n * (n - 1)) as u64 + 2 * across
+    );
+    sim_assert_eq!(seed, m.link_breaks, across);
+}
+
+/// (d) 10 % of the nodes crash and restart; they re-handshake with everyone.
+#[test]
+fn crash_and_restart_rehandshake() {
+    let seed = seed_from_env(4);
+    let n = 50;
+    let r = scenario::crash_restart(&Opts::new(n, seed), 10);
+    let c = r.crashed.len();
+    sim_assert_eq!(seed, c, 5);
+    for node in 0..n {
+        let expect = if r.crashed.contains(&node) {
+            0
+        } else {
+            n - 1 - c
+        };
+        sim_assert_eq!(
+            seed,
+            r.peers_while_down[node],
+            expect,
+            "node {node} while down"
+        );
+        sim_assert_eq!(seed, r.sim.peers(node), n - 1, "node {node} after restart");
+    }
+    // Every link touching a crashed node is re-dialled once: two HELLOs each.
+    let touched = (c * (n - c) + c * (c - 1) / 2) as u64;
+    let hellos = r.sim.metrics().kind(FrameKind::Hello).frames;
+    sim_assert_eq!(seed, r.hellos_before, (n * (n - 1)) as u64);
+    sim_assert_eq!(seed, hellos, r.hellos_before + 2 * touched);
+    sim_assert_eq!(
+        seed,
+        r.restored,
+        r.crashed.iter().filter(|&&x| x % 2 == 0).count()
+    );
+    // Survivors saw each crashed peer go down once.
+    let survivors_down: u64 = (0..n)
+        .filter(|x| !r.crashed.contains(x))
+        .map(|x| r.sim.metrics().nodes[x].peer_down)
+        .sum();
+    sim_assert_eq!(seed, survivors_down, (c * (n - c)) as u64);
+}
+
+/// (e) A toy flood over custom frames with 5 % frame loss: nothing missed, RMR exact,
+/// LDH small.
+#[test]
+fn flood_with_frame_loss() {
+    let seed = seed_from_env(5);
+    let n = 100;
+    let messages = 10;
+    let r = scenario::flood(&Opts::new(n, seed), &Topology::FullMesh, 0.05, messages);
+    let s = r.summary;
+    println!("{}\n{s}", r.sim.table());
+    sim_assert_eq!(seed, s.messages, messages as usize);
+    sim_assert_eq!(seed, s.missed, 0, "{s}");
+    // Everyone forwards once to all N − 1 peers: N(N−1) frames per message.
+    sim_assert_eq!(seed, r.flood_frames, messages * (n * (n - 1)) as u64);
+    sim_assert!(seed, (s.rmr - (n - 1) as f64).abs() < 1e-9, "RMR {}", s.rmr);
+    sim_assert!(seed, (1..=4).contains(&s.ldh_max), "LDH {}", s.ldh_max);
+    let rate = r.dropped as f64 / r.flood_frames as f64;
+    sim_assert!(seed, (0.04..0.06).contains(&rate), "loss rate {rate}");
+    // Virtual time: the origin's direct sends arrive within the 50 ms latency ceiling
+    // unless lost; a lost one is repaired by two ≤ 50 ms hops.
+    sim_assert!(
+        seed,
+        s.full_delivery_max <= Duration::from_millis(200),
+        "{s}"
+    );
+}
+
+/// The same flood on a sparse random graph exercises multi-hop LDH.
+#[test]
+fn flood_sparse_multi_hop() {
+    let seed = seed_from_env(6);
+    let n = 300;
+    let r = scenario::flood(&Opts::new(n, seed), &Topology::Random { k: 2 }, 0.0, 3);
+    let s = r.summary;
+    sim_assert_eq!(seed, s.missed, 0, "{s}");
+    sim_assert!(seed, s.ldh_max >= 3, "{s}");
+    // Each node forwards once to all its peers: RMR = 2·E/(N−1) − 1 per message.
+    let links = r.sim.link_count() as f64;
+    let expect = 2.0 * links / (n - 1) as f64 - 1.0;
+    sim_assert!(
+        seed,
+        (s.rmr - expect).abs() < 1e-9,
+        "RMR {} vs {expect}",
+        s.rmr
+    );
+}
+
+/// (f) Same seed → identical table and trace; different seed → different timings.
+#[test]
+fn determinism() {
+    let seed = seed_from_env(7);
+    let run = |seed| {
+        let r = scenario::crash_restart(&Opts::new(30, seed), 10);
+        let ups: Vec<Instant> = r
+            .sim
+            .events()
+            .iter()
+            .filter(|e| matches!(e.event, Event::PeerUp { .. }))
+            .map(|e| e.at)
+            .collect();
+        (r.sim.table(), r.sim.trace_hash(), ups)
+    };
+    let (t1, h1, u1) = run(seed);
+    let (t2, h2, u2) = run(seed);
+    sim_assert_eq!(seed, &t1, &t2);
+    sim_assert_eq!(seed, h1, h2);
+    sim_assert_eq!(seed, &u1, &u2);
+    let (_, h3, u3) = run(seed.wrapping_add(1));
+    sim_assert!(seed, h1 != h3, "different seeds, same trace");
+    sim_assert!(seed, u1 != u3, "different seeds, same PeerUp timings");
+}
+
+/// A sweep over 32 seeds of a cheap scenario.
+#[test]
+fn sweep_partition_32_seeds() {
+    let base = seed_from_env(1000);
+    for i in 0..32 {
+        let seed = base.wrapping_add(i);
+        let n = 12;
+        let r = scenario::partition_heal(&Opts::new(n, seed));
+        sim_assert_eq!(seed, r.downs_partitioned, 2 * 36);
+        for node in 0..n {
+            sim_assert_eq!(seed, r.peers_partitioned[node], 5);
+            sim_assert_eq!(seed, r.sim.peers(node), n - 1);
+        }
+    }
+}
+
+/// Stream-mode loss breaks connections; they come back once the loss stops.
+#[test]
+fn stream_loss_breaks_and_reconnects() {
+    let seed = seed_from_env(8);
+    let n = 10;
+    let mut sim = Sim::new(n, &Topology::FullMesh, SimConfig::default(), seed);
+    sim.register_frame_kind(CUSTOM, 1024).unwrap();
+    sim.run_until(Instant::from_secs(2));
+    sim.set_default_link(LinkConfig {
+        loss: 0.2,
+        ..LinkConfig::default()
+    });
+    for _ in 0..20 {
+        for node in 0..n {
+            sim.with_engine(node, |e, now| {
+                let conns: Vec<_> = e.peers().map(|(c, _)| c).collect();
+                for c in conns {
+                    e.send_custom(now, c, CUSTOM, Bytes::from_static(b"x"))
+                        .unwrap();
+                }
+            });
+        }
+        sim.run_for(Duration::from_millis(100));
+    }
+    let breaks = sim.metrics().link_breaks;
+    sim_assert!(seed, breaks > 0, "20 % write loss broke nothing");
+    // A break during a handshake has no PeerDown, so at most two per break.
+    let downs = sim.metrics().peer_downs();
+    sim_assert!(
+        seed,
+        downs > 0 && downs <= 2 * breaks,
+        "{downs} PeerDown, {breaks} breaks"
+    );
+    sim.set_default_link(LinkConfig::default());
+    sim.run_for(Duration::from_secs(5));
+    for node in 0..n {
+        sim_assert_eq!(seed, sim.peers(node), n - 1, "node {node}");
+    }
+    let m = sim.metrics();
+    sim_assert_eq!(
+        seed,
+        m.peer_ups() - m.peer_downs(),
+        2 * sim.links_up() as u64
+    );
+    // A stream never tears a frame: no decode errors anywhere.
+    sim_assert_eq!(
+        seed,
+        sim.metrics()
+            .nodes
+            .iter()
+            .map(|n| n.frame_errors)
+            .sum::<u64>(),
+        0
+    );
+}
+
+/// Bandwidth caps delay delivery by size / rate; frame mode duplicates and reorders.
+#[test]
+fn bandwidth_duplication_reorder() {
+    let seed = seed_from_env(9);
+    let mut sim = Sim::new(2, &Topology::FullMesh, SimConfig::default(), seed);
+    sim.register_frame_kind(CUSTOM, 1 << 20).unwrap();
+    sim.run_until(Instant::from_secs(1));
+    let fixed = whisper_tests::sim::net::Latency::Fixed(Duration::from_millis(10));
+    sim.set_link(
+        1,
+        0,
+        LinkConfig {
+            latency: fixed,
+            bandwidth: Some(10_000),
+            ..LinkConfig::default()
+        },
+    );
+    let sent_at = sim.now();
+    sim.with_engine(1, |e, now| {
+        let conn = e.peers().next().unwrap().0;
+        e.send_custom(now, conn, CUSTOM, Bytes::from(vec![7u8; 100_000]))
+            .unwrap();
+    });
+    sim.run_for(Duration::from_secs(20));
+    let got = sim
+        .events_of(0)
+        .find(|r| matches!(r.event, Event::CustomFrame { .. }))
+        .map(|r| r.at)
+        .unwrap();
+    // 100,006 bytes at 10 kB/s, then 10 ms.
+    let expect = sent_at + Duration::from_micros(10_000_600) + Duration::from_millis(10);
+    sim_assert_eq!(seed, got, expect);
+
+    sim.set_link(
+        1,
+        0,
+        LinkConfig {
+            duplicate: 0.3,
+            reorder: Duration::from_millis(100),
+            mode: LinkMode::Frames,
+            ..LinkConfig::default()
+        },
+    );
+    let before = sim.events_of(0).count();
+    for i in 0..200u32 {
+        sim.with_engine(1, |e, now| {
+            let conn = e.peers().next().unwrap().0;
+            e.send_custom(now, conn, CUSTOM, Bytes::from(i.to_be_bytes().to_vec()))
+                .unwrap();
+        });
+        sim.run_for(Duration::from_millis(1));
+    }
+    sim.run_for(Duration::from_secs(1));
+    let seq: Vec<u32> = sim
+        .events_of(0)
+        .skip(before)
+        .filter_map(|r| match &r.event {
+            Event::CustomFrame { body, .. } => Some(u32::from_be_bytes(body[..4].try_into().ok()?)),
+            _ => None,
+        })
+        .collect();
+    let dups = sim.metrics().frames_duplicated as usize;
+    sim_assert!(seed, dups > 20, "{dups} duplicates");
+    sim_assert_eq!(seed, seq.len(), 200 + dups);
+    sim_assert!(seed, seq.windows(2).any(|w| w[0] > w[1]), "no reordering");
+}
+
+/// Nodes join and leave; departed nodes' links are not re-dialled.
+#[test]
+fn churn_join_and_leave() {
+    let seed = seed_from_env(10);
+    let n = 10;
+    let mut sim = Sim::new(n, &Topology::FullMesh, SimConfig::default(), seed);
+    sim.run_until(Instant::from_secs(2));
+    let all: Vec<usize> = (0..n).collect();
+    let new = sim.add_node(&all);
+    sim.run_for(Duration::from_secs(2));
+    sim_assert_eq!(seed, sim.peers(new), n);
+    sim_assert_eq!(seed, sim.metrics().nodes[new].peer_up, n as u64);
+    sim.leave(3);
+    sim.run_for(Duration::from_secs(10));
+    sim_assert!(seed, !sim.is_alive(3));
+    for node in (0..=n).filter(|&x| x != 3) {
+        sim_assert_eq!(seed, sim.peers(node), n - 1, "node {node}");
+        sim_assert_eq!(seed, sim.metrics().nodes[node].peer_down, 1, "node {node}");
+    }
+    sim_assert_eq!(seed, sim.link_count(), n * (n + 1) / 2 - n);
+}
+
+/// A blackhole partition keeps links open but silent: idle timeouts close them; heal
+/// re-dials.
+#[test]
+fn blackhole_partition_idles_out() {
+    let seed = seed_from_env(11);
+    let n = 6;
+    let config = SimConfig {
+        partition_mode: PartitionMode::Blackhole,
+        ..SimConfig::default()
+    };
+    let mut sim = Sim::new(n, &Topology::FullMesh, config, seed);
+    sim.run_until(Instant::from_secs(2));
+    sim.partition(&[&[0, 1, 2], &[3, 4, 5]]);
+    sim.run_for(Duration::from_secs(30));
+    sim_assert_eq!(seed, sim.metrics().peer_downs(), 0, "nothing noticed yet");
+    sim.run_for(Duration::from_secs(100));
+    for node in 0..n {
+        sim_assert_eq!(seed, sim.peers(node), 2, "node {node}");
+        sim_assert_eq!(seed, sim.engine(node).unwrap().stats().timeouts, 3);
+    }
+    sim.heal();
+    sim.run_for(Duration::from_secs(5));
+    for node in 0..n {
+        sim_assert_eq!(seed, sim.peers(node), n - 1, "node {node}");
+    }
+}
