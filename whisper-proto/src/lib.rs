@@ -75,6 +75,8 @@ extern crate std;
 
 pub mod action;
 pub mod config;
+#[cfg(feature = "std")]
+pub mod driver;
 pub mod engine;
 pub mod hash;
 pub mod hypercube;
