@@ -101,12 +101,10 @@ pub fn connect_and_exchange(kinds: &[Kind]) {
         }
         assert_eq!(nodes[i].engine_peer_count(), n - 1);
     }
-    for i in 0..n {
-        for j in 0..n {
-            if i != j {
-                let body = Bytes::from(format!("{i}->{j}"));
-                nodes[i].send_custom(&all[j], body).expect("send_custom");
-            }
+    for (i, node) in nodes.iter().enumerate() {
+        for (j, to) in all.iter().enumerate().filter(|(j, _)| *j != i) {
+            let body = Bytes::from(format!("{i}->{j}"));
+            node.send_custom(to, body).expect("send_custom");
         }
     }
     for j in 0..n {
@@ -133,8 +131,8 @@ pub fn connect_and_exchange(kinds: &[Kind]) {
         .broadcast_custom(Bytes::from_static(b"to all"))
         .expect("broadcast");
     assert_eq!(sent, n - 1);
-    for j in 1..n {
-        wait_custom(nodes[j].as_mut(), &all[0], b"to all");
+    for node in nodes.iter_mut().skip(1) {
+        wait_custom(node.as_mut(), &all[0], b"to all");
     }
     for node in nodes {
         assert_eq!(node.stats().frame_errors, 0);
@@ -149,7 +147,7 @@ pub fn reconnect(dialer: Kind, restarted: Kind) {
     let b_addr = b.addr();
     let b_id = b.id();
     let a = start(dialer, &Spec::new("a").peer(b_addr));
-    wait_peers(a.as_ref(), &[b_id.clone()]);
+    wait_peers(a.as_ref(), std::slice::from_ref(&b_id));
     wait_peers(b.as_ref(), &[a.id()]);
     b.shutdown();
     wait_peers(a.as_ref(), &[]);
