@@ -6,6 +6,7 @@ use std::time::Duration;
 use whisper_tests::adapters::Kind::{Mio, Smol, Tokio};
 use whisper_tests::adapters::scenarios::{
     connect_and_exchange, garbage_is_closed, mutual_dial_settles, reconnect, shutdown_closes,
+    slow_peer_is_closed,
 };
 use whisper_tests::adapters::with_deadline;
 
@@ -40,6 +41,10 @@ scenario! {
     tokio_shutdown => shutdown_closes(Tokio, Smol);
     smol_shutdown => shutdown_closes(Smol, Mio);
     mio_shutdown => shutdown_closes(Mio, Tokio);
+
+    tokio_slow_peer => slow_peer_is_closed(Tokio, Smol);
+    smol_slow_peer => slow_peer_is_closed(Smol, Mio);
+    mio_slow_peer => slow_peer_is_closed(Mio, Tokio);
 
     mixed_mutual_dial_tokio_mio => mutual_dial_settles(Tokio, Mio);
     mixed_mutual_dial_smol_tokio => mutual_dial_settles(Smol, Tokio);

@@ -59,7 +59,10 @@
 //! When two nodes dial each other at the same time they end up with two connections.
 //! After each `PeerUp` the driver compares them: **the connection dialed by the higher
 //! [`NodeId`] is kept and the other closed** (between two connections from the same
-//! dialer, the newer one wins). Both sides decide the same way without talking. A
+//! dialer, the newer one wins). Both sides decide the same way without talking. Events
+//! stay per connection, so the application sees `PeerUp` and then `PeerDown` for the
+//! losing connection while the peer stays up on the other ([`Driver::peers`] is the
+//! current set). A
 //! configured peer that is already connected (for instance because it dialed us) is not
 //! dialed again until that connection goes away.
 

@@ -256,3 +256,47 @@ pub fn mutual_dial_settles(a_kind: Kind, b_kind: Kind) {
     a.shutdown();
     b.shutdown();
 }
+
+/// A peer that completes the HELLO and then never reads: the node's write queue for it
+/// passes its bound, the node closes that connection (`slow_closes == 1`) and keeps
+/// serving its other peer. Memory stays bounded by the queue limit.
+pub fn slow_peer_is_closed(kind: Kind, peer_kind: Kind) {
+    use whisper_proto::wire::{Capabilities, Frame, Hello, PROTOCOL_VERSION};
+
+    let mut spec = Spec::new("server");
+    spec.driver.write_queue_limit = 256 * 1024;
+    let server = start(kind, &spec);
+    let mut good = start(peer_kind, &Spec::new("good").peer(server.addr()));
+    wait_peers(server.as_ref(), &[good.id()]);
+
+    let sink_id = NodeId::new(b"sink".to_vec()).expect("id");
+    let hello = Frame::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        capabilities: Capabilities::NONE,
+        node_id: sink_id.clone(),
+    });
+    let mut raw = TcpStream::connect(server.addr()).expect("connect raw");
+    raw.write_all(&hello.to_bytes().expect("hello encodes"))
+        .expect("write hello");
+    wait_peers(server.as_ref(), &[good.id(), sink_id.clone()]);
+
+    // The sink never reads: kernel buffers fill, then the driver's queue.
+    let body = Bytes::from(vec![7u8; 60 * 1024]);
+    let mut sent = 0usize;
+    while server.send_custom(&sink_id, body.clone()).is_ok() {
+        sent += 1;
+        assert!(sent < 5_000, "never closed after {sent} frames");
+    }
+    // At least the queue's worth (256 KiB / 60 KiB) was accepted before the close.
+    assert!(sent > 4, "closed after only {sent} frames");
+    assert!(wait_until(WAIT, || server.driver_stats().slow_closes == 1));
+    wait_peers(server.as_ref(), &[good.id()]);
+    server
+        .send_custom(&good.id(), Bytes::from_static(b"unaffected"))
+        .expect("send");
+    wait_custom(good.as_mut(), &server.id(), b"unaffected");
+    assert_eq!(server.stats().frame_errors, 0);
+    drop(raw);
+    server.shutdown();
+    good.shutdown();
+}
