@@ -3,5 +3,6 @@
 
 #![forbid(unsafe_code)]
 
+pub mod adapters;
 pub mod pair;
 pub mod sim;

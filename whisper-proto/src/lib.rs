@@ -85,6 +85,8 @@ pub(crate) use trace_event;
 
 pub mod action;
 pub mod config;
+#[cfg(feature = "std")]
+pub mod driver;
 pub mod engine;
 pub mod hash;
 pub mod hypercube;

@@ -1,0 +1,441 @@
+//! One blocking test interface over the three adapters, so that a scenario is written
+//! once and runs against tokio, smol and mio nodes, alone or mixed in one cluster.
+//!
+//! Every call blocks the calling (test) thread; each adapter runs on its own machinery
+//! (a shared tokio runtime, smol's global executor, one thread per mio loop). Nodes
+//! listen on loopback only. Scenarios live in [`scenarios`].
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use futures_lite::future;
+use whisper_proto::driver::{DriverConfig, DriverStats, HandleError};
+use whisper_proto::util::RetryPolicy;
+use whisper_proto::{Bytes, EngineStats, Event, NodeId, Role};
+
+pub mod scenarios;
+
+/// The custom frame kind the scenarios exchange.
+pub const KIND: u16 = 0x5801;
+
+/// Which adapter drives a node.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Kind {
+    /// `whisper-tokio`.
+    Tokio,
+    /// `whisper-smol`.
+    Smol,
+    /// `whisper-mio`.
+    Mio,
+}
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// The node's id.
+    pub id: NodeId,
+    /// Where to listen (`127.0.0.1:0` for any port).
+    pub listen: SocketAddr,
+    /// Peers to dial and redial.
+    pub peers: Vec<SocketAddr>,
+    /// Adapter settings.
+    pub driver: DriverConfig,
+    /// Receives the node's id from its shutdown hook.
+    pub on_shutdown: Option<mpsc::Sender<NodeId>>,
+}
+
+impl Spec {
+    /// A node `id` on any loopback port, with fast reconnects.
+    pub fn new(id: &str) -> Self {
+        Self {
+            id: NodeId::new(id.as_bytes().to_vec()).expect("test ids are 1..=64 bytes"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            peers: Vec::new(),
+            driver: fast_driver(),
+            on_shutdown: None,
+        }
+    }
+
+    /// Adds a peer to dial.
+    pub fn peer(mut self, addr: SocketAddr) -> Self {
+        self.peers.push(addr);
+        self
+    }
+
+    /// Listens on `addr`.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+}
+
+/// Driver settings for tests: redial after 20 ms doubling to 200 ms, no breaker.
+pub fn fast_driver() -> DriverConfig {
+    DriverConfig {
+        reconnect: RetryPolicy::new(50, Duration::from_millis(20), Duration::from_millis(200)),
+        breaker_threshold: NonZeroU32::new(1_000).unwrap_or(NonZeroU32::MIN),
+        dial_timeout: Duration::from_secs(2),
+        close_linger: Duration::from_millis(500),
+        ..DriverConfig::default()
+    }
+}
+
+/// A running node of any adapter, driven from a blocking test thread.
+pub trait TestNode: Send {
+    /// Its adapter.
+    fn kind(&self) -> Kind;
+    /// Its id.
+    fn id(&self) -> NodeId;
+    /// Its listening address.
+    fn addr(&self) -> SocketAddr;
+    /// Identified peers on live connections.
+    fn peers(&self) -> Vec<NodeId> {
+        self.peer_roles()
+            .into_iter()
+            .map(|(node, _)| node)
+            .collect()
+    }
+    /// Identified peers on live connections, with who dialed.
+    fn peer_roles(&self) -> Vec<(NodeId, Role)>;
+    /// The engine's counters.
+    fn stats(&self) -> EngineStats;
+    /// The driver's counters.
+    fn driver_stats(&self) -> DriverStats;
+    /// Identified peers counted by a closure run on the engine ([`with_engine`]).
+    ///
+    /// [`with_engine`]: whisper_tokio::Handle::with_engine
+    fn engine_peer_count(&self) -> usize;
+    /// Sends a custom frame of kind [`KIND`].
+    fn send_custom(&self, peer: &NodeId, body: Bytes) -> Result<(), HandleError>;
+    /// Sends a custom frame of kind [`KIND`] to every peer.
+    fn broadcast_custom(&self, body: Bytes) -> Result<usize, HandleError>;
+    /// The next event within `timeout`.
+    fn next_event(&mut self, timeout: Duration) -> Option<Event>;
+    /// Graceful shutdown; returns once the node has stopped.
+    fn shutdown(self: Box<Self>);
+}
+
+/// Starts a node of `kind`. Retries the bind a few times (a restarted node's port may
+/// be busy for a moment).
+pub fn start(kind: Kind, spec: &Spec) -> Box<dyn TestNode> {
+    let mut last = None;
+    for _ in 0..20 {
+        let started = match kind {
+            Kind::Tokio => TokioNode::start(spec).map(|n| Box::new(n) as Box<dyn TestNode>),
+            Kind::Smol => SmolNode::start(spec).map(|n| Box::new(n) as Box<dyn TestNode>),
+            Kind::Mio => MioNode::start(spec).map(|n| Box::new(n) as Box<dyn TestNode>),
+        };
+        match started {
+            Ok(node) => return node,
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{kind:?} node {} did not start: {last:?}", spec.id);
+}
+
+/// Runs `f` on a thread and fails if it has not finished within `limit`: a hung node
+/// fails the test instead of hanging it.
+pub fn with_deadline<F: FnOnce() + Send + 'static>(name: &str, limit: Duration, f: F) {
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            f();
+            let _ = tx.send(());
+        })
+        .expect("spawn scenario thread");
+    match rx.recv_timeout(limit) {
+        Ok(()) => {
+            let _ = thread.join();
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            // The scenario panicked: surface its message.
+            if let Err(panic) = thread.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{name}: no result within {limit:?}"),
+    }
+}
+
+/// Polls `cond` every 5 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits for an event matching `pred` within `limit`, skipping others.
+pub fn wait_event(
+    node: &mut dyn TestNode,
+    limit: Duration,
+    mut pred: impl FnMut(&Event) -> bool,
+) -> Option<Event> {
+    let end = std::time::Instant::now() + limit;
+    loop {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        let event = node.next_event(left)?;
+        if pred(&event) {
+            return Some(event);
+        }
+    }
+}
+
+fn hook(
+    spec: &Spec,
+) -> Option<impl FnOnce(&mut whisper_proto::Engine, whisper_proto::Instant) + Send + 'static> {
+    let tx = spec.on_shutdown.clone()?;
+    Some(move |engine: &mut whisper_proto::Engine, _| {
+        let _ = tx.send(engine.node_id().clone());
+    })
+}
+
+// ---- tokio ------------------------------------------------------------------------------
+
+fn tokio_rt() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+    })
+}
+
+struct TokioNode {
+    id: NodeId,
+    handle: whisper_tokio::Handle,
+    events: whisper_tokio::EventStream,
+}
+
+impl TokioNode {
+    fn start(spec: &Spec) -> Result<Self, HandleError> {
+        let mut b = whisper_tokio::Builder::new(spec.id.clone())
+            .listen(spec.listen)
+            .driver_config(spec.driver.clone())
+            .frame_kind(KIND, 64 * 1024);
+        for p in &spec.peers {
+            b = b.peer(p.to_string());
+        }
+        if let Some(h) = hook(spec) {
+            b = b.on_shutdown(h);
+        }
+        let events = b.events();
+        let handle = tokio_rt().block_on(b.spawn())?;
+        Ok(Self {
+            id: spec.id.clone(),
+            handle,
+            events,
+        })
+    }
+}
+
+impl TestNode for TokioNode {
+    fn kind(&self) -> Kind {
+        Kind::Tokio
+    }
+    fn id(&self) -> NodeId {
+        self.id.clone()
+    }
+    fn addr(&self) -> SocketAddr {
+        self.handle.local_addr().expect("listening")
+    }
+    fn peer_roles(&self) -> Vec<(NodeId, Role)> {
+        let peers = tokio_rt().block_on(self.handle.peers()).unwrap_or_default();
+        peers.into_iter().map(|p| (p.node, p.role)).collect()
+    }
+    fn stats(&self) -> EngineStats {
+        tokio_rt().block_on(self.handle.stats()).expect("running")
+    }
+    fn driver_stats(&self) -> DriverStats {
+        tokio_rt()
+            .block_on(self.handle.driver_stats())
+            .expect("running")
+    }
+    fn engine_peer_count(&self) -> usize {
+        let f = self.handle.with_engine(|e, _| e.peers().count());
+        tokio_rt().block_on(f).expect("running")
+    }
+    fn send_custom(&self, peer: &NodeId, body: Bytes) -> Result<(), HandleError> {
+        tokio_rt().block_on(self.handle.send_custom(peer.clone(), KIND, body))
+    }
+    fn broadcast_custom(&self, body: Bytes) -> Result<usize, HandleError> {
+        tokio_rt().block_on(self.handle.broadcast_custom(KIND, body))
+    }
+    fn next_event(&mut self, timeout: Duration) -> Option<Event> {
+        let events = &mut self.events;
+        tokio_rt().block_on(async {
+            tokio::time::timeout(timeout, events.next())
+                .await
+                .ok()
+                .flatten()
+        })
+    }
+    fn shutdown(self: Box<Self>) {
+        tokio_rt().block_on(self.handle.shutdown());
+    }
+}
+
+// ---- smol -------------------------------------------------------------------------------
+
+struct SmolNode {
+    id: NodeId,
+    handle: whisper_smol::Handle,
+    events: whisper_smol::EventStream,
+}
+
+impl SmolNode {
+    fn start(spec: &Spec) -> Result<Self, HandleError> {
+        let mut b = whisper_smol::Builder::new(spec.id.clone())
+            .listen(spec.listen)
+            .driver_config(spec.driver.clone())
+            .frame_kind(KIND, 64 * 1024);
+        for p in &spec.peers {
+            b = b.peer(p.to_string());
+        }
+        if let Some(h) = hook(spec) {
+            b = b.on_shutdown(h);
+        }
+        let events = b.events();
+        let handle = smol::block_on(b.spawn())?;
+        Ok(Self {
+            id: spec.id.clone(),
+            handle,
+            events,
+        })
+    }
+}
+
+impl TestNode for SmolNode {
+    fn kind(&self) -> Kind {
+        Kind::Smol
+    }
+    fn id(&self) -> NodeId {
+        self.id.clone()
+    }
+    fn addr(&self) -> SocketAddr {
+        self.handle.local_addr().expect("listening")
+    }
+    fn peer_roles(&self) -> Vec<(NodeId, Role)> {
+        let peers = smol::block_on(self.handle.peers()).unwrap_or_default();
+        peers.into_iter().map(|p| (p.node, p.role)).collect()
+    }
+    fn stats(&self) -> EngineStats {
+        smol::block_on(self.handle.stats()).expect("running")
+    }
+    fn driver_stats(&self) -> DriverStats {
+        smol::block_on(self.handle.driver_stats()).expect("running")
+    }
+    fn engine_peer_count(&self) -> usize {
+        smol::block_on(self.handle.with_engine(|e, _| e.peers().count())).expect("running")
+    }
+    fn send_custom(&self, peer: &NodeId, body: Bytes) -> Result<(), HandleError> {
+        smol::block_on(self.handle.send_custom(peer.clone(), KIND, body))
+    }
+    fn broadcast_custom(&self, body: Bytes) -> Result<usize, HandleError> {
+        smol::block_on(self.handle.broadcast_custom(KIND, body))
+    }
+    fn next_event(&mut self, timeout: Duration) -> Option<Event> {
+        let events = &mut self.events;
+        smol::block_on(future::or(events.next(), async {
+            async_io::Timer::after(timeout).await;
+            None
+        }))
+    }
+    fn shutdown(self: Box<Self>) {
+        smol::block_on(self.handle.shutdown());
+    }
+}
+
+// ---- mio --------------------------------------------------------------------------------
+
+struct MioNode {
+    id: NodeId,
+    handle: whisper_mio::Handle,
+    events: mpsc::Receiver<Event>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl MioNode {
+    fn start(spec: &Spec) -> Result<Self, HandleError> {
+        let mut b = whisper_mio::Builder::new(spec.id.clone())
+            .listen(spec.listen)
+            .driver_config(spec.driver.clone())
+            .frame_kind(KIND, 64 * 1024);
+        for p in &spec.peers {
+            b = b.peer(p.to_string());
+        }
+        if let Some(h) = hook(spec) {
+            b = b.on_shutdown(h);
+        }
+        let (node, handle) = b.build()?;
+        let events = handle.events();
+        let thread = std::thread::Builder::new()
+            .name(format!("mio-{}", spec.id))
+            .spawn(move || node.run())?;
+        Ok(Self {
+            id: spec.id.clone(),
+            handle,
+            events,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl TestNode for MioNode {
+    fn kind(&self) -> Kind {
+        Kind::Mio
+    }
+    fn id(&self) -> NodeId {
+        self.id.clone()
+    }
+    fn addr(&self) -> SocketAddr {
+        self.handle.local_addr().expect("listening")
+    }
+    fn peer_roles(&self) -> Vec<(NodeId, Role)> {
+        let peers = self.handle.peers().unwrap_or_default();
+        peers.into_iter().map(|p| (p.node, p.role)).collect()
+    }
+    fn stats(&self) -> EngineStats {
+        self.handle.stats().expect("running")
+    }
+    fn driver_stats(&self) -> DriverStats {
+        self.handle.driver_stats().expect("running")
+    }
+    fn engine_peer_count(&self) -> usize {
+        self.handle
+            .with_engine(|e, _| e.peers().count())
+            .expect("running")
+    }
+    fn send_custom(&self, peer: &NodeId, body: Bytes) -> Result<(), HandleError> {
+        self.handle.send_custom(peer.clone(), KIND, body)
+    }
+    fn broadcast_custom(&self, body: Bytes) -> Result<usize, HandleError> {
+        self.handle.broadcast_custom(KIND, body)
+    }
+    fn next_event(&mut self, timeout: Duration) -> Option<Event> {
+        self.events.recv_timeout(timeout).ok()
+    }
+    fn shutdown(mut self: Box<Self>) {
+        self.handle.shutdown();
+        if let Some(thread) = self.thread.take() {
+            let result = thread.join().expect("mio loop panicked");
+            result.expect("mio loop failed");
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The real-socket scenarios, each written once for any mix of adapters.
+//!
+//! Every wait is bounded (a few seconds); callers wrap a whole scenario in
+//! [`with_deadline`](super::with_deadline) as well.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use whisper_proto::{Bytes, Event, NodeId, Role};
+
+use super::{KIND, Kind, Spec, TestNode, start, wait_event, wait_until};
+
+/// How long any single expectation may take.
+const WAIT: Duration = Duration::from_secs(5);
+
+fn name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Tokio => "tokio",
+        Kind::Smol => "smol",
+        Kind::Mio => "mio",
+    }
+}
+
+fn ids(nodes: &[Box<dyn TestNode>]) -> Vec<NodeId> {
+    nodes.iter().map(|n| n.id()).collect()
+}
+
+fn wait_peers(node: &dyn TestNode, want: &[NodeId]) {
+    let want: BTreeSet<NodeId> = want.iter().cloned().collect();
+    let mut last = Vec::new();
+    let ok = wait_until(WAIT, || {
+        last = node.peers();
+        last.iter().cloned().collect::<BTreeSet<_>>() == want && last.len() == want.len()
+    });
+    assert!(
+        ok,
+        "{} ({:?}) peers {last:?}, want {want:?}",
+        node.id(),
+        node.kind()
+    );
+}
+
+fn wait_custom(node: &mut dyn TestNode, from: &NodeId, body: &[u8]) {
+    let got = wait_event(node, WAIT, |e| {
+        matches!(e, Event::CustomFrame { peer, magic, body: b, .. }
+            if peer == from && *magic == KIND && b.as_ref() == body)
+    });
+    assert!(
+        got.is_some(),
+        "{} never got {body:?} from {from}",
+        node.id()
+    );
+}
+
+/// Starts nodes of `kinds` in a full mesh (each dials every earlier one) and waits
+/// until every node has every other as a peer.
+pub fn mesh(kinds: &[Kind]) -> Vec<Box<dyn TestNode>> {
+    let mut nodes: Vec<Box<dyn TestNode>> = Vec::new();
+    for (i, &kind) in kinds.iter().enumerate() {
+        let mut spec = Spec::new(&format!("{}-{i}", name(kind)));
+        for n in &nodes {
+            spec = spec.peer(n.addr());
+        }
+        nodes.push(start(kind, &spec));
+    }
+    let all = ids(&nodes);
+    for (i, n) in nodes.iter().enumerate() {
+        let others: Vec<NodeId> = all
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, id)| id.clone())
+            .collect();
+        wait_peers(n.as_ref(), &others);
+    }
+    nodes
+}
+
+/// Nodes connect and see each other (`PeerUp`, the peer list, and through a closure
+/// run on the engine); custom frames sent through the handle arrive, point to point
+/// and broadcast.
+pub fn connect_and_exchange(kinds: &[Kind]) {
+    let mut nodes = mesh(kinds);
+    let all = ids(&nodes);
+    let n = nodes.len();
+    for i in 0..n {
+        let mut want: BTreeSet<NodeId> = all.iter().filter(|id| **id != all[i]).cloned().collect();
+        while !want.is_empty() {
+            let event = wait_event(nodes[i].as_mut(), WAIT, |e| {
+                matches!(e, Event::PeerUp { .. })
+            });
+            match event {
+                Some(Event::PeerUp { peer, .. }) => {
+                    want.remove(&peer);
+                }
+                _ => panic!("{}: no PeerUp for {want:?}", all[i]),
+            }
+        }
+        assert_eq!(nodes[i].engine_peer_count(), n - 1);
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        for (j, to) in all.iter().enumerate().filter(|(j, _)| *j != i) {
+            let body = Bytes::from(format!("{i}->{j}"));
+            node.send_custom(to, body).expect("send_custom");
+        }
+    }
+    for j in 0..n {
+        // Frames from different senders may arrive in any order.
+        let mut want: BTreeSet<(NodeId, Vec<u8>)> = (0..n)
+            .filter(|&i| i != j)
+            .map(|i| (all[i].clone(), format!("{i}->{j}").into_bytes()))
+            .collect();
+        while !want.is_empty() {
+            match wait_event(nodes[j].as_mut(), WAIT, |e| {
+                matches!(e, Event::CustomFrame { .. })
+            }) {
+                Some(Event::CustomFrame {
+                    peer, magic, body, ..
+                }) => {
+                    assert_eq!(magic, KIND);
+                    assert!(want.remove(&(peer, body.to_vec())), "unexpected frame");
+                }
+                _ => panic!("{} never got {want:?}", all[j]),
+            }
+        }
+    }
+    let sent = nodes[0]
+        .broadcast_custom(Bytes::from_static(b"to all"))
+        .expect("broadcast");
+    assert_eq!(sent, n - 1);
+    for node in nodes.iter_mut().skip(1) {
+        wait_custom(node.as_mut(), &all[0], b"to all");
+    }
+    for node in nodes {
+        assert_eq!(node.stats().frame_errors, 0);
+        node.shutdown();
+    }
+}
+
+/// A node is stopped and restarted on the same address; the node that has it
+/// configured as a peer reconnects on its own, and counts it.
+pub fn reconnect(dialer: Kind, restarted: Kind) {
+    let b = start(restarted, &Spec::new("b"));
+    let b_addr = b.addr();
+    let b_id = b.id();
+    let a = start(dialer, &Spec::new("a").peer(b_addr));
+    wait_peers(a.as_ref(), std::slice::from_ref(&b_id));
+    wait_peers(b.as_ref(), &[a.id()]);
+    b.shutdown();
+    wait_peers(a.as_ref(), &[]);
+    // While b is down the redials fail.
+    assert!(wait_until(WAIT, || a.driver_stats().dial_failures >= 1));
+    let b = start(restarted, &Spec::new("b").listen(b_addr));
+    wait_peers(a.as_ref(), &[b_id]);
+    wait_peers(b.as_ref(), &[a.id()]);
+    let stats = a.driver_stats();
+    assert_eq!(stats.reconnects, 1, "{stats:?}");
+    assert!(stats.dials >= 3, "{stats:?}");
+    a.shutdown();
+    b.shutdown();
+}
+
+/// A raw TCP client that sends garbage is disconnected (it reads EOF), counted once,
+/// while the node keeps serving its real peer.
+pub fn garbage_is_closed(kind: Kind, peer_kind: Kind) {
+    let mut server = start(kind, &Spec::new("server"));
+    let mut client = start(peer_kind, &Spec::new("client").peer(server.addr()));
+    wait_peers(server.as_ref(), &[client.id()]);
+    let mut raw = TcpStream::connect(server.addr()).expect("connect raw");
+    raw.set_read_timeout(Some(WAIT)).expect("timeout");
+    raw.write_all(&[0xde, 0xad, 0xbe, 0xef, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4])
+        .expect("write garbage");
+    let mut got = Vec::new();
+    let read = raw.read_to_end(&mut got);
+    assert!(read.is_ok(), "expected EOF, got {read:?}");
+    assert!(wait_until(WAIT, || server.stats().frame_errors == 1));
+    // Still serving the real peer, both ways.
+    server
+        .send_custom(&client.id(), Bytes::from_static(b"still here"))
+        .expect("send");
+    wait_custom(client.as_mut(), &server.id(), b"still here");
+    client
+        .send_custom(&server.id(), Bytes::from_static(b"me too"))
+        .expect("send");
+    wait_custom(server.as_mut(), &client.id(), b"me too");
+    wait_peers(server.as_ref(), &[client.id()]);
+    assert_eq!(server.stats().frame_errors, 1);
+    assert_eq!(client.stats().frame_errors, 0);
+    server.shutdown();
+    client.shutdown();
+}
+
+/// Graceful shutdown flushes what was queued, closes every connection (peers see
+/// `PeerDown`, a raw client reads EOF) and runs the shutdown hook.
+pub fn shutdown_closes(kind: Kind, peer_kind: Kind) {
+    let (tx, rx) = mpsc::channel();
+    let mut spec = Spec::new("leaving");
+    spec.on_shutdown = Some(tx);
+    let leaving = start(kind, &spec);
+    let leaving_id = leaving.id();
+    let mut staying = start(peer_kind, &Spec::new("staying").peer(leaving.addr()));
+    wait_peers(leaving.as_ref(), &[staying.id()]);
+    let mut raw = TcpStream::connect(leaving.addr()).expect("connect raw");
+    raw.set_read_timeout(Some(WAIT)).expect("timeout");
+    assert!(wait_until(WAIT, || leaving.stats().connections == 2));
+    leaving
+        .send_custom(&staying.id(), Bytes::from_static(b"bye"))
+        .expect("send");
+    leaving.shutdown();
+    assert_eq!(
+        rx.recv_timeout(WAIT).ok(),
+        Some(leaving_id.clone()),
+        "hook ran"
+    );
+    wait_custom(staying.as_mut(), &leaving_id, b"bye");
+    let down = wait_event(
+        staying.as_mut(),
+        WAIT,
+        |e| matches!(e, Event::PeerDown { peer, .. } if *peer == leaving_id),
+    );
+    assert!(down.is_some(), "no PeerDown");
+    let mut got = Vec::new();
+    let read = raw.read_to_end(&mut got);
+    assert!(read.is_ok(), "expected EOF, got {read:?}");
+    wait_peers(staying.as_ref(), &[]);
+    staying.shutdown();
+}
+
+/// Two nodes configured with each other: whoever dials first, they settle on exactly
+/// one connection, the one dialed by the higher id, and keep it.
+pub fn mutual_dial_settles(a_kind: Kind, b_kind: Kind) {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+    };
+    let (a_addr, b_addr) = (free(), free());
+    let a = start(a_kind, &Spec::new("a").listen(a_addr).peer(b_addr));
+    let b = start(b_kind, &Spec::new("b").listen(b_addr).peer(a_addr));
+    wait_peers(a.as_ref(), &[b.id()]);
+    wait_peers(b.as_ref(), &[a.id()]);
+    assert!(wait_until(WAIT, || a.stats().connections == 1
+        && b.stats().connections == 1));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(a.stats().connections, 1);
+    assert_eq!(b.stats().connections, 1);
+    // Both dial at start (neither knows the other's id yet), so the duplicate is
+    // always resolved by the tie-break: the connection "b" (the higher id) dialed stays.
+    assert_eq!(a.peer_roles(), vec![(b.id(), Role::Acceptor)]);
+    assert_eq!(b.peer_roles(), vec![(a.id(), Role::Dialer)]);
+    let breaks = a.driver_stats().tie_breaks + b.driver_stats().tie_breaks;
+    assert!(breaks >= 1, "tie-breaks {breaks}");
+    a.shutdown();
+    b.shutdown();
+}
+
+/// A peer that completes the HELLO and then never reads: the node's write queue for it
+/// passes its bound, the node closes that connection (`slow_closes == 1`) and keeps
+/// serving its other peer. Memory stays bounded by the queue limit.
+pub fn slow_peer_is_closed(kind: Kind, peer_kind: Kind) {
+    use whisper_proto::wire::{Capabilities, Frame, Hello, PROTOCOL_VERSION};
+
+    let mut spec = Spec::new("server");
+    spec.driver.write_queue_limit = 256 * 1024;
+    let server = start(kind, &spec);
+    let mut good = start(peer_kind, &Spec::new("good").peer(server.addr()));
+    wait_peers(server.as_ref(), &[good.id()]);
+
+    let sink_id = NodeId::new(b"sink".to_vec()).expect("id");
+    let hello = Frame::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        capabilities: Capabilities::NONE,
+        node_id: sink_id.clone(),
+    });
+    let mut raw = TcpStream::connect(server.addr()).expect("connect raw");
+    raw.write_all(&hello.to_bytes().expect("hello encodes"))
+        .expect("write hello");
+    wait_peers(server.as_ref(), &[good.id(), sink_id.clone()]);
+
+    // The sink never reads: kernel buffers fill, then the driver's queue.
+    let body = Bytes::from(vec![7u8; 60 * 1024]);
+    let mut sent = 0usize;
+    while server.send_custom(&sink_id, body.clone()).is_ok() {
+        sent += 1;
+        assert!(sent < 5_000, "never closed after {sent} frames");
+    }
+    // At least the queue's worth (256 KiB / 60 KiB) was accepted before the close.
+    assert!(sent > 4, "closed after only {sent} frames");
+    assert!(wait_until(WAIT, || server.driver_stats().slow_closes == 1));
+    wait_peers(server.as_ref(), &[good.id()]);
+    server
+        .send_custom(&good.id(), Bytes::from_static(b"unaffected"))
+        .expect("send");
+    wait_custom(good.as_mut(), &server.id(), b"unaffected");
+    assert_eq!(server.stats().frame_errors, 0);
+    drop(raw);
+    server.shutdown();
+    good.shutdown();
+}
