@@ -231,9 +231,8 @@ impl Engine {
         applied
     }
 
-    /// Sends the next body of `topic`'s session on `conn`; `peer_more` keeps a drained
-    /// responder's reply marked as part of an unfinished exchange. Returns true when our
-    /// side of the session is drained.
+    /// Sends the next body of `topic`'s session on `conn`. Returns true when our side of
+    /// the session is drained.
     fn send_chunk(&mut self, conn: ConnId, topic: &str) -> bool {
         let wire_topic = self.wire_topic(topic);
         let budget = self.body_budget(&wire_topic);
@@ -370,7 +369,13 @@ impl Engine {
         let (records, kind) = if let Some(want) = scoped {
             (store.records_in_buckets(&want), Selection::Buckets)
         } else if delta.should_full_sync(peer) {
-            (store.snapshot(), Selection::Full)
+            // A responder's snapshot stops at `until` too: the peer's own records, just
+            // applied, are not echoed (the keys they replaced are the peer's version now).
+            let records = match until {
+                Some(until) => store.delta(0, until),
+                None => store.snapshot(),
+            };
+            (records, Selection::Full)
         } else {
             (store.delta(delta.watermark(peer), hw), Selection::Delta)
         };
