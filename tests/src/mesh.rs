@@ -137,7 +137,10 @@ impl Mesh {
                 continue;
             }
             moved += 1;
-            assert!(moved <= Self::SETTLE_LIMIT, "mesh does not settle: livelock");
+            assert!(
+                moved <= Self::SETTLE_LIMIT,
+                "mesh does not settle: livelock"
+            );
             let now = self.now;
             let _ = self.nodes[to].handle_bytes(now, conn(from), &bytes);
         }

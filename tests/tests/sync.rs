@@ -66,7 +66,11 @@ fn disjoint_writes_converge_then_g2_skips_the_next_round() {
     assert_eq!(mem(&m.nodes[1]).len(), 100);
     // First round: G2 probe + reply (mismatch), one G1 each way with 50 records each.
     let first = Tally::of(m.sent_since(0));
-    assert_eq!((first.g2, first.g1, first.records), (2, 2, 100), "{first:?}");
+    assert_eq!(
+        (first.g2, first.g1, first.records),
+        (2, 2, 100),
+        "{first:?}"
+    );
     // The next round, at the gossip interval, is one 12-byte probe each way.
     let mark = m.sent.len();
     m.run_until(secs(10));
@@ -109,7 +113,11 @@ fn delta_sends_only_records_newer_than_the_watermark() {
         .filter(|s| s.magic == magic::EXCHANGE)
         .map(|s| (s.from, s.records))
         .collect();
-    assert_eq!(round, [(0, 5), (1, 5)], "request and reply carry only the delta");
+    assert_eq!(
+        round,
+        [(0, 5), (1, 5)],
+        "request and reply carry only the delta"
+    );
     assert_eq!(fp(&m.nodes[0]), fp(&m.nodes[1]));
     let stats = m.nodes[0].delta_stats(TOPIC);
     let peer = &stats[&NodeId::from_static("n1")];
@@ -153,7 +161,10 @@ fn full_sync_follows_the_adaptive_schedule() {
 fn g2b_repairs_what_the_delta_missed() {
     let mut config = config();
     config.full_sync_interval = std::num::NonZeroU32::new(1000).unwrap();
-    let mut m = Mesh::new(vec![node_with(0, config.clone()), node_with(1, config)], Instant::ZERO);
+    let mut m = Mesh::new(
+        vec![node_with(0, config.clone()), node_with(1, config)],
+        Instant::ZERO,
+    );
     for k in 0..200 {
         m.nodes[0]
             .put(m.now, TOPIC, format!("k{k}").as_bytes(), b"v")
@@ -166,13 +177,20 @@ fn g2b_repairs_what_the_delta_missed() {
     // watermark for node 0 (a lost delta): a plain delta never sends it back.
     let foreign = MemStore::new(NodeId::from_static("zz"), KEY);
     let mut foreign = foreign;
-    let rec = foreign.put(EPOCH.as_micros() as u64, b"lost", b"x").unwrap();
+    let rec = foreign
+        .put(EPOCH.as_micros() as u64, b"lost", b"x")
+        .unwrap();
     let wall = m.nodes[0].wall_clock_micros();
-    m.nodes[0].store_mut(TOPIC).unwrap().apply(wall, &rec).unwrap();
     m.nodes[0]
-        .delta_mut(TOPIC)
+        .store_mut(TOPIC)
         .unwrap()
-        .update_watermark(&NodeId::from_static("n1"), u64::MAX / 2, wall);
+        .apply(wall, &rec)
+        .unwrap();
+    m.nodes[0].delta_mut(TOPIC).unwrap().update_watermark(
+        &NodeId::from_static("n1"),
+        u64::MAX / 2,
+        wall,
+    );
     let mark = m.sent.len();
     m.run_until(secs(10));
     let t = Tally::of(m.sent_since(mark));
@@ -203,7 +221,10 @@ fn large_full_sync_is_split_under_the_g1_cap() {
     let t = Tally::of(&m.sent);
     let biggest = m.sent.iter().map(|s| s.len).max().unwrap();
     assert!(biggest <= 6 + (1 << 20), "every frame under the cap");
-    assert!(t.g1 >= 6, "3 MB needs at least three requests and three replies: {t:?}");
+    assert!(
+        t.g1 >= 6,
+        "3 MB needs at least three requests and three replies: {t:?}"
+    );
     assert_eq!(t.records, 3000);
 }
 
@@ -217,16 +238,17 @@ fn figures(records: usize, value_len: usize) {
     }
     m.connect(0, 1);
     m.settle();
-    let hello = m
-        .sent
-        .iter()
-        .filter(|s| s.magic == magic::HELLO)
-        .count();
+    let hello = m.sent.iter().filter(|s| s.magic == magic::HELLO).count();
     let full = Tally::of(&m.sent);
     assert_eq!(fp(&m.nodes[0]), fp(&m.nodes[1]));
     for k in 0..100 {
         m.nodes[0]
-            .put(secs(5), TOPIC, format!("key-{:06}", k * 7).as_bytes(), b"changed")
+            .put(
+                secs(5),
+                TOPIC,
+                format!("key-{:06}", k * 7).as_bytes(),
+                b"changed",
+            )
             .unwrap();
     }
     let mark = m.sent.len();
@@ -324,7 +346,11 @@ fn watermarks_survive_a_reconnect() {
         .filter(|s| s.magic == magic::EXCHANGE && s.at == secs(12))
         .map(|s| s.records)
         .collect();
-    assert_eq!(records, [1, 0], "a delta, not a snapshot, after reconnecting");
+    assert_eq!(
+        records,
+        [1, 0],
+        "a delta, not a snapshot, after reconnecting"
+    );
     assert_eq!(fp(&m.nodes[0]), fp(&m.nodes[1]));
 }
 
@@ -342,20 +368,20 @@ impl Arbitrary for Op {
     fn arbitrary(g: &mut Gen) -> Self {
         let n = |g: &mut Gen| u8::arbitrary(g) % 3;
         match u8::arbitrary(g) % 8 {
-            0..=2 => Op::Put {
+            0..=2 => Self::Put {
                 node: n(g),
                 key: u8::arbitrary(g) % 12,
                 value: u8::arbitrary(g),
             },
-            3 => Op::Delete {
+            3 => Self::Delete {
                 node: n(g),
                 key: u8::arbitrary(g) % 12,
             },
-            4 | 5 => Op::Round {
+            4 | 5 => Self::Round {
                 node: n(g),
                 peer: n(g),
             },
-            _ => Op::Tick {
+            _ => Self::Tick {
                 ms: u16::arbitrary(g) % 3000,
             },
         }

@@ -170,7 +170,9 @@ impl Config {
             return Err(ConfigError::ZeroLimit("max_pending_queries"));
         }
         if self.limits.max_exchange < 4096 {
-            return Err(ConfigError::ZeroLimit("limits.max_exchange (at least 4096)"));
+            return Err(ConfigError::ZeroLimit(
+                "limits.max_exchange (at least 4096)",
+            ));
         }
         if self.limits.max_rumor_send > self.limits.max_rumor_read {
             return Err(ConfigError::RumorSendAboveRead);

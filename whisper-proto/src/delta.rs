@@ -32,7 +32,7 @@
 //!
 //! # Persistence
 //! [`DeltaPersistence`] is the storage trait; [`PersistedPeerState`] the record; a JSON
-//! encoding is in [`json`] and an atomic file backend ([`JsonFile`]) behind the `std`
+//! encoding is in [`json`] and an atomic file backend (`JsonFile`) behind the `std`
 //! feature. The core never does I/O on its own: the driver calls
 //! [`Engine::save_delta`](crate::Engine::save_delta) on its schedule (every
 //! [`crate::config::defaults::DELTA_SAVE_INTERVAL`], 30 s, and at shutdown) and
@@ -193,7 +193,7 @@ impl DeltaTracker {
     pub fn interval(&self, peer: &NodeId) -> u32 {
         self.peers
             .get(peer)
-            .map_or(self.base.get(), |p| self.interval_of(p))
+            .map_or_else(|| self.base.get(), |p| self.interval_of(p))
     }
 
     fn interval_of(&self, p: &PeerState) -> u32 {

@@ -21,7 +21,7 @@
 //! One table of `(deadline, connection or engine, timer)`; [`Engine::poll_timeout`] is
 //! its first entry. Per connection: HELLO, keepalive, idle, next gossip round, reply
 //! wait. Engine-wide: the earliest query deadline (folded in from the
-//! [`Correlator`](crate::util::Correlator)) and the sweeper.
+//! [`Correlator`]) and the sweeper.
 
 mod broadcast;
 mod query;
@@ -302,7 +302,8 @@ impl Engine {
         let capabilities = config.capabilities.intersection(Self::SUPPORTED);
         let mut rng = Rng::new(seed);
         let seen = RumorTracker::with_capacity(config.broadcast_dedup_capacity, rng.next_u64());
-        let max_queries = NonZeroUsize::new(config.max_pending_queries).unwrap_or(NonZeroUsize::MIN);
+        let max_queries =
+            NonZeroUsize::new(config.max_pending_queries).unwrap_or(NonZeroUsize::MIN);
         Ok(Self {
             me,
             config,

@@ -94,12 +94,11 @@ pub mod wire;
 pub use action::{Action, CloseReason, Event, EventKind};
 pub use bytes::Bytes;
 pub use config::{Config, ConfigError};
-pub use engine::{CommandError, ConnError, Engine, EngineStats, Identity, Role};
 pub use delta::{DeltaPeerStats, DeltaPersistence, DeltaTracker, PersistError, PersistedPeerState};
+pub use engine::{CommandError, ConnError, Engine, EngineStats, Identity, Role};
 pub use node::{ConnId, NodeId};
 pub use store::{MemStore, StateStore};
-pub use topic::{
-    PublishError, QueryError, QueryHandler, QueryId, QueryReply, TopicConfig, TopicError,
-    TopicMode,
-};
 pub use time::{Duration, Instant};
+pub use topic::{
+    PublishError, QueryError, QueryHandler, QueryId, QueryReply, TopicConfig, TopicError, TopicMode,
+};

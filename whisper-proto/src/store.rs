@@ -512,7 +512,9 @@ impl StateStore for MemStore {
         let dead: Vec<Bytes> = self
             .entries
             .iter()
-            .filter(|(_, e)| e.record.is_tombstone() && self.tombstone_expired(e.record.hlc, now_us))
+            .filter(|(_, e)| {
+                e.record.is_tombstone() && self.tombstone_expired(e.record.hlc, now_us)
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for k in &dead {
@@ -636,10 +638,7 @@ mod tests {
         assert_eq!(a.put(0, b"j", b"1"), Err(StoreError::Full));
         let mut far = store("z");
         let r = far.put(3_600_000_000, b"q", b"1").unwrap();
-        assert!(matches!(
-            a.apply(0, &r),
-            Err(ApplyError::ClockSkew { .. })
-        ));
+        assert!(matches!(a.apply(0, &r), Err(ApplyError::ClockSkew { .. })));
         assert!(matches!(
             a.apply(0, &Bytes::from_static(b"junk")),
             Err(ApplyError::Record(_))

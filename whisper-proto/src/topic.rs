@@ -403,14 +403,18 @@ mod tests {
     fn registration_errors_in_reference_order() {
         let mut r = TopicRegistry::new();
         let store = || MemStore::new(NodeId::from_static("a"), [0; 32]);
-        r.register("s", TopicConfig::stateful(store()), base()).unwrap();
+        r.register("s", TopicConfig::stateful(store()), base())
+            .unwrap();
         assert_eq!(
             r.register("s", TopicConfig::broadcast(), base()),
             Err(TopicError::Duplicate("s".into()))
         );
         let mut no_store = TopicConfig::broadcast();
         no_store.mode = TopicMode::StatefulMerge;
-        assert_eq!(r.register("x", no_store, base()), Err(TopicError::StoreMissing));
+        assert_eq!(
+            r.register("x", no_store, base()),
+            Err(TopicError::StoreMissing)
+        );
         let mut no_handler = TopicConfig::broadcast();
         no_handler.mode = TopicMode::RequestResponse;
         assert_eq!(
@@ -429,8 +433,12 @@ mod tests {
             base(),
         )
         .unwrap();
-        r.register("hi", TopicConfig::stateful(store()).with_priority(5), base())
-            .unwrap();
+        r.register(
+            "hi",
+            TopicConfig::stateful(store()).with_priority(5),
+            base(),
+        )
+        .unwrap();
         assert_eq!(r.default_stateful(), Some("s"));
         assert_eq!(r.stateful_in_order(), ["hi", "s"]);
         assert_eq!(r.count(), 3);

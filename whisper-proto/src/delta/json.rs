@@ -133,7 +133,7 @@ fn clamp(n: u64) -> u32 {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -147,8 +147,8 @@ fn corrupt(offset: usize, what: &'static str) -> PersistError {
 }
 
 enum Value {
-    Object(Vec<(String, Value)>),
-    Array(Vec<Value>),
+    Object(Vec<(String, Self)>),
+    Array(Vec<Self>),
     Str(String),
     Num(u64),
     Other,
@@ -350,7 +350,10 @@ mod tests {
         ] {
             assert!(matches!(decode(bad), Err(PersistError::Corrupt { .. })));
         }
-        assert_eq!(decode(b" {\"peers\":[], \"x\":[true,null]} ").unwrap(), vec![]);
+        assert_eq!(
+            decode(b" {\"peers\":[], \"x\":[true,null]} ").unwrap(),
+            vec![]
+        );
     }
 
     quickcheck::quickcheck! {

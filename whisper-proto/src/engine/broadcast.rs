@@ -5,7 +5,7 @@
 //! [`TopicBroadcast`] envelope to every connected peer that advertised
 //! `TOPICS`; each receiver that has not seen the rumor id (BLAKE3-256 of the envelope)
 //! delivers it to its subscriber and relays it to every other such peer, `hop + 1`, up
-//! to [`MAX_FLOOD_HOPS`](crate::config::defaults::MAX_FLOOD_HOPS). An envelope past its
+//! to [`MAX_FLOOD_HOPS`]. An envelope past its
 //! expiry is neither delivered nor relayed. All of the flooding is in
 //! `broadcast_payload`, which the pusher replaces.
 //!
@@ -70,9 +70,7 @@ impl Engine {
         if len > max {
             return Err(PublishError::TooLarge { len, max });
         }
-        let bytes = envelope
-            .encode()
-            .map_err(|_| TopicError::InvalidName)?;
+        let bytes = envelope.encode().map_err(|_| TopicError::InvalidName)?;
         let id = rumor_id(&bytes);
         self.seen.check_and_insert(id);
         if subscribed {

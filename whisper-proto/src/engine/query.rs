@@ -61,7 +61,8 @@ impl Engine {
             }
             .into());
         }
-        let max = (self.wire.limits().max_exchange as usize).saturating_sub(QUERY_RESERVE + topic.len());
+        let max =
+            (self.wire.limits().max_exchange as usize).saturating_sub(QUERY_RESERVE + topic.len());
         if payload.len() > max {
             return Err(QueryError::TooLarge {
                 len: payload.len(),

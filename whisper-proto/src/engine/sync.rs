@@ -139,7 +139,11 @@ impl Engine {
         if self.has_cap(conn, Capabilities::TOPICS) {
             self.topics.stateful_in_order()
         } else {
-            self.topics.default_stateful().map(String::from).into_iter().collect()
+            self.topics
+                .default_stateful()
+                .map(String::from)
+                .into_iter()
+                .collect()
         }
     }
 
@@ -208,7 +212,12 @@ impl Engine {
     /// Applies inbound records to `topic`'s store; emits [`Event::RecordApplied`].
     pub(super) fn apply_records(&mut self, topic: &str, peer: &NodeId, records: &[Bytes]) -> usize {
         let now_us = self.wall_us();
-        let Some(store) = self.topics.topics.get_mut(topic).and_then(|t| t.store.as_mut()) else {
+        let Some(store) = self
+            .topics
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.store.as_mut())
+        else {
             return 0;
         };
         let (mut applied, mut rejected) = (0usize, 0u64);
@@ -300,7 +309,11 @@ impl Engine {
     }
 
     fn set_stage(&mut self, conn: ConnId, stage: Stage) {
-        if let Some(r) = self.conns.get_mut(&conn).and_then(|c| c.sync.round.as_mut()) {
+        if let Some(r) = self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| c.sync.round.as_mut())
+        {
             r.stage = stage;
         }
     }
@@ -387,9 +400,21 @@ impl Engine {
         Some((records, kind, hw))
     }
 
-    fn commit(&mut self, topic: &str, peer: &NodeId, watermark: u64, kind: Selection, applied: usize) {
+    fn commit(
+        &mut self,
+        topic: &str,
+        peer: &NodeId,
+        watermark: u64,
+        kind: Selection,
+        applied: usize,
+    ) {
         let now_us = self.wall_us();
-        if let Some(d) = self.topics.topics.get_mut(topic).and_then(|t| t.delta.as_mut()) {
+        if let Some(d) = self
+            .topics
+            .topics
+            .get_mut(topic)
+            .and_then(|t| t.delta.as_mut())
+        {
             d.update_watermark(peer, watermark, now_us);
             if kind == Selection::Full {
                 d.record_full_sync_result(peer, applied);
@@ -464,7 +489,12 @@ impl Engine {
                 self.arm_reply(conn);
                 return;
             }
-            if let Some(d) = self.topics.topics.get_mut(&topic).and_then(|t| t.delta.as_mut()) {
+            if let Some(d) = self
+                .topics
+                .topics
+                .get_mut(&topic)
+                .and_then(|t| t.delta.as_mut())
+            {
                 d.force_full_sync(&peer);
             }
         }

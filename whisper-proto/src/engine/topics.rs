@@ -1,7 +1,9 @@
 //! Commands for topics, stores and delta trackers.
 
 use super::{CommandError, Engine, Role, Timer};
-use crate::delta::{DeltaPeerStats, DeltaPersistence, DeltaTracker, PersistError, PersistedPeerState};
+use crate::delta::{
+    DeltaPeerStats, DeltaPersistence, DeltaTracker, PersistError, PersistedPeerState,
+};
 use crate::node::{ConnId, NodeId};
 use crate::store::{MemStore, StateStore, StoreError};
 use crate::time::{Duration, Instant};
@@ -155,7 +157,9 @@ impl Engine {
 
     /// Per-peer delta state of a topic (seed `DeltaTracker.Stats`).
     pub fn delta_stats(&self, topic: &str) -> BTreeMap<NodeId, DeltaPeerStats> {
-        self.delta(topic).map(DeltaTracker::stats).unwrap_or_default()
+        self.delta(topic)
+            .map(DeltaTracker::stats)
+            .unwrap_or_default()
     }
 
     /// Every StatefulMerge topic's delta state, for persistence.
@@ -182,7 +186,12 @@ impl Engine {
         let max_age_us = u64::try_from(max_age.as_micros()).unwrap_or(u64::MAX);
         let mut installed = 0;
         for s in states {
-            if let Some(d) = self.topics.topics.get_mut(&s.topic).and_then(|t| t.delta.as_mut()) {
+            if let Some(d) = self
+                .topics
+                .topics
+                .get_mut(&s.topic)
+                .and_then(|t| t.delta.as_mut())
+            {
                 installed += usize::from(d.import(s, now_us, max_age_us));
             }
         }

@@ -102,8 +102,7 @@ impl TopicBroadcast {
         if b.len() < at + origin_len {
             return Err(BroadcastError::Truncated);
         }
-        let origin =
-            NodeId::new(bytes.slice(at..at + origin_len)).ok_or(BroadcastError::Origin)?;
+        let origin = NodeId::new(bytes.slice(at..at + origin_len)).ok_or(BroadcastError::Origin)?;
         at += origin_len;
         Ok(Self {
             topic: String::from(topic),

@@ -340,7 +340,9 @@ mod tests {
         // Never empty: an empty envelope is an empty meta, not a keepalive.
         assert_eq!(hex(&enc(&ExchangeBody::default())), "0a00");
         assert_eq!(
-            ProtobufCodec.decode(Bytes::from_static(&[0x0a, 0x00])).unwrap(),
+            ProtobufCodec
+                .decode(Bytes::from_static(&[0x0a, 0x00]))
+                .unwrap(),
             ExchangeBody::default()
         );
         let body = ExchangeBody {

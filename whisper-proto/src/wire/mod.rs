@@ -58,7 +58,9 @@ pub use g1::Exchange;
 pub use hello::{Capabilities, Hello, PROTOCOL_VERSION};
 pub use pull::Pull;
 pub use reconcile::{Reconcile, ReconcileKind};
-pub use record::{FLAG_TOMBSTONE, MAX_KEY_LEN, RECORD_OVERHEAD, RECORD_VERSION, Record, RecordError};
+pub use record::{
+    FLAG_TOMBSTONE, MAX_KEY_LEN, RECORD_OVERHEAD, RECORD_VERSION, Record, RecordError,
+};
 pub use rumor::{FROM_DIM_ORIGIN, Rumor, RumorAck};
 pub use snapshot::{Snapshot, SnapshotKind};
 

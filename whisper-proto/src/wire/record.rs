@@ -208,7 +208,9 @@ mod tests {
         let dead = rec(None).encode().unwrap();
         assert_eq!(
             dead.as_ref(),
-            &[1, 1, 0, 0, 0, 0, 0, 0, 1, 2, 1, b'n', 0, 1, b'k', 0, 0, 0, 0]
+            &[
+                1, 1, 0, 0, 0, 0, 0, 0, 1, 2, 1, b'n', 0, 1, b'k', 0, 0, 0, 0
+            ]
         );
         assert_eq!(Record::decode(&dead, 16).unwrap(), rec(None));
     }
