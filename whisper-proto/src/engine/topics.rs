@@ -226,8 +226,9 @@ impl Engine {
         Ok(self.import_delta(now, &states, max_age))
     }
 
-    /// Starts a G1 round on `conn` now instead of at its next scheduled time (a no-op
-    /// while a round is in progress).
+    /// Starts a G1 round on `conn` now instead of at its next scheduled time. A no-op
+    /// while a round is in progress, on a connection this node accepted (the dialer
+    /// initiates) and without a StatefulMerge topic.
     ///
     /// # Errors
     /// [`CommandError::UnknownConnection`], [`CommandError::NotReady`] before the peer is
