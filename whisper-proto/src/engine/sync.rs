@@ -50,6 +50,11 @@ use bytes::{Bytes, BytesMut};
 /// Bytes of a G1 body kept free of records, for meta and the extension fields.
 const BODY_RESERVE: usize = 512;
 
+/// Most bodies one side sends in one topic exchange (4096 × 1 MiB): past it, the peer's
+/// `more` is ignored and the session ends, so a peer that always sets `more` cannot
+/// keep the initiator exchanging forever.
+const MAX_SESSION_BODIES: u32 = 4096;
+
 /// Exchange state of one connection.
 #[derive(Debug, Default)]
 pub(super) struct ConnSync {
@@ -96,6 +101,8 @@ struct Session {
     sent_hw: u64,
     /// No change other than the peer's records happened since the selection.
     clean: bool,
+    /// Bodies sent so far.
+    bodies: u32,
 }
 
 #[derive(Debug)]
@@ -257,6 +264,7 @@ impl Engine {
         let (records, oversized) = take_chunk(&mut session.records, budget);
         let more = !session.records.is_empty();
         session.sent_hw = hw;
+        session.bodies += 1;
         self.stats.records_oversized += oversized;
         self.stats.records_sent += records.len() as u64;
         let mut body = ExchangeBody {
@@ -356,6 +364,7 @@ impl Engine {
             applied: 0,
             sent_hw: hw,
             clean: true,
+            bodies: 0,
         };
         if let Some(c) = self.conns.get_mut(&conn) {
             c.sync.sessions.insert(topic.clone(), session);
@@ -446,13 +455,16 @@ impl Engine {
             return;
         };
         let Some(session) = c.sync.sessions.get_mut(&topic) else {
+            // INVARIANT: an Exchange stage always has its session; never strand a round.
+            self.next_topic(conn);
             return;
         };
         if pre != session.sent_hw {
             session.clean = false;
         }
         session.applied += applied;
-        if !session.records.is_empty() || body.more {
+        let peer_more = body.more && session.bodies < MAX_SESSION_BODIES;
+        if !session.records.is_empty() || peer_more {
             self.stats.exchanges_sent += 1;
             self.send_chunk(conn, &topic);
             self.arm_reply(conn);
@@ -549,6 +561,9 @@ impl Engine {
                 // A delta stops at `pre`: what the peer just sent is not echoed back.
                 let Some((records, kind, cursor)) = self.select(&topic, &peer, armed, Some(pre))
                 else {
+                    // INVARIANT: resolved topics are stateful; still, never leave the
+                    // initiator waiting.
+                    self.send_body(conn, &ExchangeBody::default());
                     return;
                 };
                 let session = Session {
@@ -558,6 +573,7 @@ impl Engine {
                     applied,
                     sent_hw: pre,
                     clean: true,
+                    bodies: 0,
                 };
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.sync.sessions.insert(topic.clone(), session);
