@@ -64,6 +64,10 @@ fn disjoint_writes_converge_then_g2_skips_the_next_round() {
     assert_eq!(fp(&m.nodes[0]), fp(&m.nodes[1]));
     assert_eq!(mem(&m.nodes[0]).len(), 100);
     assert_eq!(mem(&m.nodes[1]).len(), 100);
+    // The reply's piggybacked meta carried the responder's fingerprint.
+    let meta = m.nodes[0].peer_meta(conn(1)).unwrap();
+    assert_eq!(meta.cache_fingerprint, fp(&m.nodes[1]));
+    assert!(!meta.backpressure_signal);
     // First round: G2 probe + reply (mismatch), one G1 each way with 50 records each.
     let first = Tally::of(m.sent_since(0));
     assert_eq!(

@@ -253,6 +253,8 @@ struct Conn {
     /// RequestResponse topics the peer announced (at most
     /// [`TopicRegistry::MAX_TOPICS`]).
     served: BTreeSet<String>,
+    /// The meta of the peer's last G1 exchange body (bounded, see `note_peer_meta`).
+    peer_meta: crate::wire::codec::ExchangeMeta,
 }
 
 /// An open query: the topic and the connections not yet answered.
@@ -412,6 +414,7 @@ impl Engine {
                 peer_fingerprint: 0,
                 sync: sync::ConnSync::default(),
                 served: BTreeSet::new(),
+                peer_meta: crate::wire::codec::ExchangeMeta::default(),
             },
         );
         self.stats.connections = self.conns.len();
@@ -581,6 +584,16 @@ impl Engine {
         self.send_frame(conn, &Frame::Digest(Digest::probe(local)));
         Ok(())
     }
+
+    /// The meta the peer on `conn` piggybacked on its last G1 exchange body (fingerprint,
+    /// backpressure signal, connection counts, PEX entries, offer). Lists are truncated
+    /// to [`Engine::MAX_PEER_META_ENTRIES`] entries.
+    pub fn peer_meta(&self, conn: ConnId) -> Option<&crate::wire::codec::ExchangeMeta> {
+        self.conns.get(&conn).map(|c| &c.peer_meta)
+    }
+
+    /// The most PEX entries and connection counts kept from one peer's meta.
+    pub const MAX_PEER_META_ENTRIES: usize = 256;
 
     /// The fingerprint the peer on `conn` last reported in a G2 frame (0 = none).
     pub fn peer_fingerprint(&self, conn: ConnId) -> Option<u64> {

@@ -278,6 +278,20 @@ impl Engine {
         !more
     }
 
+    /// Keeps the peer's piggybacked meta, bounded.
+    fn note_peer_meta(&mut self, conn: ConnId, body: &mut ExchangeBody) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let mut meta = core::mem::take(&mut body.meta);
+        meta.pex_entries.truncate(Self::MAX_PEER_META_ENTRIES);
+        while meta.connection_counts.len() > Self::MAX_PEER_META_ENTRIES {
+            meta.connection_counts.pop_last();
+        }
+        body.meta.cache_fingerprint = meta.cache_fingerprint;
+        c.peer_meta = meta;
+    }
+
     // ---- initiator --------------------------------------------------------------------
 
     /// Starts a round on `conn` if this node dialed it, the peer is up, no round is in
@@ -443,11 +457,12 @@ impl Engine {
         }
     }
 
-    fn on_exchange_reply(&mut self, conn: ConnId, peer: NodeId, body: ExchangeBody) {
+    fn on_exchange_reply(&mut self, conn: ConnId, peer: NodeId, mut body: ExchangeBody) {
         let Some(Stage::Exchange(topic)) = self.stage(conn).cloned() else {
             self.stats.unsolicited += 1;
             return;
         };
+        self.note_peer_meta(conn, &mut body);
         self.clear_timer(conn, Timer::Reply);
         let pre = self.high_water(&topic);
         let applied = self.apply_records(&topic, &peer, &body.records);
@@ -525,7 +540,8 @@ impl Engine {
         }
     }
 
-    fn on_exchange_request(&mut self, conn: ConnId, peer: NodeId, body: ExchangeBody) {
+    fn on_exchange_request(&mut self, conn: ConnId, peer: NodeId, mut body: ExchangeBody) {
+        self.note_peer_meta(conn, &mut body);
         self.commit_pending(conn, &peer);
         self.stats.exchanges_answered += 1;
         let Some(topic) = self.resolve_topic(&body.topic) else {
