@@ -4,5 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod adapters;
+pub mod mesh;
 pub mod pair;
 pub mod sim;

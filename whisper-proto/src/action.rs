@@ -3,7 +3,10 @@
 
 use crate::engine::ConnError;
 use crate::node::{ConnId, NodeId};
+use crate::topic::{QueryId, QueryReply};
 use crate::wire::Capabilities;
+use alloc::string::String;
+use alloc::vec::Vec;
 use bytes::Bytes;
 
 /// An instruction to the driver, drained with [`crate::Engine::poll_action`].
@@ -40,6 +43,10 @@ pub enum CloseReason {
     HelloTimeout,
     /// Nothing arrived within [`crate::Config::idle_timeout`].
     IdleTimeout,
+    /// The peer did not answer a G1, G2 or G2B request of ours within
+    /// [`crate::Config::exchange_timeout`]. On one ordered stream a late reply could not
+    /// be told from the reply to a later request, so the connection is closed.
+    ExchangeTimeout,
     /// The application asked for it.
     Requested,
 }
@@ -61,13 +68,23 @@ pub enum Event {
         /// The body.
         body: Bytes,
     },
-    /// A G2 probe matched our fingerprint.
+    /// A G2B bucket digest found diverging buckets: the next exchange with this peer
+    /// carries only their records.
+    DigestBucketMismatch {
+        /// The peer.
+        peer: NodeId,
+        /// How many buckets diverge.
+        buckets: usize,
+    },
+    /// A G2 probe matched our fingerprint: the G1 exchange is skipped.
     DigestMatch {
         /// The peer.
         peer: NodeId,
     },
-    /// A connection was closed for bad input; counted in
-    /// [`crate::EngineStats::frame_errors`].
+    /// Bad input. When [`ConnError::is_fatal`], the connection was closed (counted in
+    /// [`crate::EngineStats::frame_errors`]); otherwise one message was dropped (and
+    /// answered, for a G1 request) and the connection stays open (counted in
+    /// [`crate::EngineStats::bodies_rejected`]).
     FrameError {
         /// The connection.
         conn: ConnId,
@@ -83,6 +100,15 @@ pub enum Event {
         conn: ConnId,
         /// Its magic.
         magic: u16,
+    },
+    /// A broadcast on a subscribed BroadcastOnly topic, delivered once per message.
+    Message {
+        /// The topic.
+        topic: String,
+        /// The publisher (not the relay it came through).
+        from: NodeId,
+        /// The payload.
+        payload: Bytes,
     },
     /// An identified peer's connection went away (closed by either side).
     PeerDown {
@@ -100,16 +126,42 @@ pub enum Event {
         /// What both sides support.
         capabilities: Capabilities,
     },
+    /// A query finished: every asked peer answered, or the deadline passed.
+    QueryComplete {
+        /// The id [`crate::Engine::query`] returned.
+        id: QueryId,
+        /// The topic.
+        topic: String,
+        /// The replies, in arrival order.
+        replies: Vec<QueryReply>,
+        /// True when the deadline passed before every asked peer answered.
+        timed_out: bool,
+    },
+    /// Records from a peer changed local state (at least one).
+    RecordApplied {
+        /// The peer.
+        peer: NodeId,
+        /// The StatefulMerge topic.
+        topic: String,
+        /// How many records changed state.
+        records: usize,
+    },
 }
 
 impl Event {
     /// The seed's stable event number, for the variants it names.
     pub fn kind(&self) -> Option<EventKind> {
         match self {
+            Self::DigestBucketMismatch { .. } => Some(EventKind::DigestBucketMismatch),
             Self::DigestMatch { .. } => Some(EventKind::DigestMatch),
             Self::FrameError { .. } => Some(EventKind::FrameError),
+            Self::Message { .. } => Some(EventKind::RumorReceived),
             Self::PeerUp { .. } => Some(EventKind::CapabilityNegotiated),
-            Self::CustomFrame { .. } | Self::FrameUnhandled { .. } | Self::PeerDown { .. } => None,
+            Self::RecordApplied { .. } => Some(EventKind::RecordApplied),
+            Self::CustomFrame { .. }
+            | Self::FrameUnhandled { .. }
+            | Self::PeerDown { .. }
+            | Self::QueryComplete { .. } => None,
         }
     }
 }

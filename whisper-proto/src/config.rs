@@ -2,6 +2,7 @@
 
 use crate::time::Duration;
 use crate::wire::{Capabilities, Limits};
+use core::num::NonZeroU32;
 
 /// The seed's and the Go reference's default constants, in one place.
 ///
@@ -42,6 +43,22 @@ pub mod defaults {
     pub const RUMOR_LRU_CAPACITY: usize = 4096;
     /// Full sync every Nth exchange with a peer (before adaptive scaling).
     pub const FULL_SYNC_INTERVAL: u32 = 10;
+    /// How long an initiator waits for the reply to a G1, G2 or G2B request.
+    pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Delta-tracker entries idle longer than this are swept.
+    pub const DELTA_MAX_PEER_AGE: Duration = Duration::from_secs(3600);
+    /// How often the delta sweeper (and store expiry) runs.
+    pub const DELTA_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
+    /// How often a driver should save delta state.
+    pub const DELTA_SAVE_INTERVAL: Duration = Duration::from_secs(30);
+    /// Persisted delta entries older than this are dropped on load.
+    pub const DELTA_LOAD_MAX_AGE: Duration = Duration::from_secs(20 * 60);
+    /// G2B bucket count.
+    pub const DIGEST_BUCKETS: usize = 64;
+    /// Most open queries.
+    pub const MAX_PENDING_QUERIES: usize = 1024;
+    /// A flooded broadcast is not relayed past this many hops.
+    pub const MAX_FLOOD_HOPS: u8 = 32;
 }
 
 /// Engine configuration. `Config::default()` gives the seed's defaults.
@@ -65,6 +82,33 @@ pub struct Config {
     /// (default 65,536). The driver drains after every call, so this is only reached
     /// by a driver that forgets to.
     pub max_queued_actions: usize,
+    /// Time between G1 rounds with each peer this node dialed (default 10 s). The first
+    /// round starts right after `PeerUp`. (The adaptive interval will replace this; the
+    /// one place that reads it is the engine's `next_exchange_at`.)
+    pub gossip_interval: Duration,
+    /// How long to wait for the reply to a G1/G2/G2B request before closing the
+    /// connection (default 30 s).
+    pub exchange_timeout: Duration,
+    /// Full-sync baseline: every Nth exchange with a peer (default 10), scaled per peer
+    /// by the delta tracker.
+    pub full_sync_interval: NonZeroU32,
+    /// Unix time at [`crate::Instant::ZERO`]: the engine's wall clock is the driver's
+    /// instant plus this offset (default 0). It stamps HLC versions, broadcast TTLs and
+    /// delta-tracker activity; the engine never reads a clock.
+    pub wall_clock_offset: Duration,
+    /// Delta-tracker entries idle longer than this are swept (default 1 h).
+    pub delta_max_peer_age: Duration,
+    /// How often the sweeper runs (default 5 min): delta entries and store expiry.
+    pub delta_sweep_interval: Duration,
+    /// Forget a peer's watermarks when its connection closes (default false: they
+    /// survive reconnects, as they survive restarts through persistence).
+    pub delta_reset_on_disconnect: bool,
+    /// G2B bucket count, 1..=256 (default 64).
+    pub digest_buckets: usize,
+    /// Most open queries (default 1024).
+    pub max_pending_queries: usize,
+    /// Capacity of the broadcast dedup LRU (default 4096).
+    pub broadcast_dedup_capacity: NonZeroU32,
 }
 
 impl Default for Config {
@@ -77,6 +121,17 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(90),
             max_connections: 1024,
             max_queued_actions: 65_536,
+            gossip_interval: defaults::GOSSIP_BASE,
+            exchange_timeout: defaults::EXCHANGE_TIMEOUT,
+            full_sync_interval: NonZeroU32::new(defaults::FULL_SYNC_INTERVAL)
+                .unwrap_or(NonZeroU32::MIN),
+            wall_clock_offset: Duration::ZERO,
+            delta_max_peer_age: defaults::DELTA_MAX_PEER_AGE,
+            delta_sweep_interval: defaults::DELTA_SWEEP_INTERVAL,
+            delta_reset_on_disconnect: false,
+            digest_buckets: defaults::DIGEST_BUCKETS,
+            max_pending_queries: defaults::MAX_PENDING_QUERIES,
+            broadcast_dedup_capacity: crate::rumor::DEFAULT_CAPACITY,
         }
     }
 }
@@ -98,6 +153,26 @@ impl Config {
         }
         if self.max_queued_actions == 0 {
             return Err(ConfigError::ZeroLimit("max_queued_actions"));
+        }
+        if self.gossip_interval.is_zero() {
+            return Err(ConfigError::ZeroDuration("gossip_interval"));
+        }
+        if self.exchange_timeout.is_zero() {
+            return Err(ConfigError::ZeroDuration("exchange_timeout"));
+        }
+        if self.delta_sweep_interval.is_zero() {
+            return Err(ConfigError::ZeroDuration("delta_sweep_interval"));
+        }
+        if self.digest_buckets == 0 || self.digest_buckets > 256 {
+            return Err(ConfigError::ZeroLimit("digest_buckets (1..=256)"));
+        }
+        if self.max_pending_queries == 0 {
+            return Err(ConfigError::ZeroLimit("max_pending_queries"));
+        }
+        if self.limits.max_exchange < 4096 {
+            return Err(ConfigError::ZeroLimit(
+                "limits.max_exchange (at least 4096)",
+            ));
         }
         if self.limits.max_rumor_send > self.limits.max_rumor_read {
             return Err(ConfigError::RumorSendAboveRead);

@@ -4,18 +4,47 @@
 //! (`handle_*`, which always take `now`), commands (imperative verbs), outputs (`poll_*`).
 //! After every input or command, drain [`Engine::poll_action`] until it returns `None`,
 //! then sleep until [`Engine::poll_timeout`].
+//!
+//! The engine is split by concern: this file holds the connection table, dispatch and
+//! the single timer table; `sync` the G1/G2/G2B exchange, `broadcast` the topic flood,
+//! `query` request/response, `topics` the topic, store and delta-tracker commands.
+//!
+//! # Who initiates
+//! On each connection the **dialer** is the G1/G2/G2B initiator and the acceptor only
+//! responds. Both directions share one ordered byte stream, and a G1 frame carries no
+//! request/reply bit, so the role tells them apart: an exchange-kind G1 from the
+//! dialer is a request, from the acceptor a reply. (G2 replies also carry
+//! [`Digest::FLAG_REPLY`], G2B replies the same bit.) Query, response and announce
+//! bodies (G1 kinds 1–3) sit outside this alternation.
+//!
+//! # Timers
+//! One table of `(deadline, connection or engine, timer)`; [`Engine::poll_timeout`] is
+//! its first entry. Per connection: HELLO, keepalive, idle, next gossip round, reply
+//! wait. Engine-wide: the earliest query deadline (folded in from the
+//! [`Correlator`]) and the sweeper.
+
+mod broadcast;
+mod query;
+mod sync;
+mod topics;
 
 use crate::action::{Action, CloseReason, Event};
 use crate::config::{Config, ConfigError};
 use crate::node::{ConnId, NodeId};
 use crate::rng::{RandomSource, Rng};
+use crate::rumor::RumorTracker;
 use crate::time::{Duration, Instant};
+use crate::topic::{QueryId, QueryReply, TopicRegistry};
+use crate::util::Correlator;
+use crate::wire::codec::{CodecError, ProtobufCodec};
 use crate::wire::{
-    Capabilities, Custom, Digest, Exchange, Frame, FrameDecoder, Hello, PROTOCOL_VERSION,
-    RegisterError, WireConfig,
+    BroadcastError, Capabilities, Custom, Digest, Exchange, Frame, FrameDecoder, Hello,
+    PROTOCOL_VERSION, RegisterError, WireConfig,
 };
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::string::String;
 use bytes::Bytes;
+use core::num::NonZeroUsize;
 
 /// Which side opened the connection. The dialer is the G1 initiator on it.
 #[derive(Clone, Copy, Debug, Eq, Hash, PartialEq)]
@@ -66,8 +95,61 @@ pub struct EngineStats {
     pub frames_unhandled: u64,
     /// Connections refused because [`Config::max_connections`] were live.
     pub connections_refused: u64,
-    /// Connections closed by timeouts (HELLO or idle).
+    /// Connections closed by timeouts (HELLO, idle or exchange reply).
     pub timeouts: u64,
+    /// Registered topics.
+    pub topics: usize,
+    /// Subscribed BroadcastOnly topics.
+    pub subscribers: usize,
+    /// G1/G2 rounds this node started as initiator.
+    pub rounds_started: u64,
+    /// Rounds ended by a G2 digest match (no G1 sent).
+    pub digest_skips: u64,
+    /// G1 exchange requests sent (continuations included).
+    pub exchanges_sent: u64,
+    /// G1 exchange requests answered.
+    pub exchanges_answered: u64,
+    /// Full-sync selections (snapshots) sent, either role.
+    pub full_syncs: u64,
+    /// Delta selections sent, either role.
+    pub delta_syncs: u64,
+    /// Bucket-scoped selections sent after a G2B mismatch, either role.
+    pub bucket_syncs: u64,
+    /// G2B frames sent.
+    pub bucket_digests_sent: u64,
+    /// Records put in G1 bodies.
+    pub records_sent: u64,
+    /// Inbound records that changed local state.
+    pub records_applied: u64,
+    /// Inbound records refused by the store (malformed, clock skew, full).
+    pub records_rejected: u64,
+    /// Outbound records larger than a G1 body; never sent.
+    pub records_oversized: u64,
+    /// G1 bodies or G3 envelopes that did not decode: dropped (a G1 request is answered
+    /// with an empty exchange); the connection stays open.
+    pub bodies_rejected: u64,
+    /// G1 replies or G2B frames that arrived outside a round; dropped.
+    pub unsolicited: u64,
+    /// Exchanges or queries for a topic this node does not have.
+    pub unknown_topic: u64,
+    /// G3 broadcast frames sent (origin and relays).
+    pub broadcasts_sent: u64,
+    /// Broadcasts delivered to a local subscriber.
+    pub broadcasts_delivered: u64,
+    /// Broadcasts dropped as already seen.
+    pub broadcasts_duplicate: u64,
+    /// Broadcasts dropped after their TTL.
+    pub broadcasts_expired: u64,
+    /// Queries sent (one per asked peer).
+    pub queries_sent: u64,
+    /// Queries from peers answered by a local handler.
+    pub queries_answered: u64,
+    /// Queries that completed with every reply.
+    pub queries_completed: u64,
+    /// Queries that reached their deadline first.
+    pub queries_timed_out: u64,
+    /// Responses that matched no open query (late, duplicate or unasked).
+    pub responses_dropped: u64,
 }
 
 /// Why a connection was closed for what came over it. The connection is forgotten;
@@ -93,6 +175,21 @@ pub enum ConnError {
     /// The peer claims this node's own id.
     #[error("peer claims our own node id")]
     SelfConnection,
+    /// A G1 body did not decode. Not fatal: the body is dropped, a request is answered
+    /// with an empty exchange, the connection stays open.
+    #[error(transparent)]
+    Body(#[from] CodecError),
+    /// A G3 payload on a `TOPICS` connection is not a broadcast envelope. Not fatal: the
+    /// rumor is dropped, the connection stays open.
+    #[error(transparent)]
+    Broadcast(#[from] BroadcastError),
+}
+
+impl ConnError {
+    /// True when the error closed the connection; false for a dropped message.
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, Self::Body(_) | Self::Broadcast(_))
+    }
 }
 
 /// Misuse of the engine's API. Engine state is unchanged.
@@ -130,6 +227,14 @@ enum Timer {
     Hello,
     Keepalive,
     Idle,
+    /// Per connection (dialer): start the next G1/G2 round.
+    Gossip,
+    /// Per connection (dialer): the reply to our request is overdue.
+    Reply,
+    /// Engine-wide: the earliest query deadline.
+    Query,
+    /// Engine-wide: delta sweeper and store expiry.
+    Sweep,
 }
 
 #[derive(Debug)]
@@ -143,6 +248,20 @@ struct Conn {
     awaiting_digest: bool,
     /// The fingerprint the peer last reported (0 = none).
     peer_fingerprint: u64,
+    /// G1/G2/G2B exchange state of this connection.
+    sync: sync::ConnSync,
+    /// RequestResponse topics the peer announced (at most
+    /// [`TopicRegistry::MAX_TOPICS`]).
+    served: BTreeSet<String>,
+    /// The meta of the peer's last G1 exchange body (bounded, see `note_peer_meta`).
+    peer_meta: crate::wire::codec::ExchangeMeta,
+}
+
+/// An open query: the topic and the connections not yet answered.
+#[derive(Debug)]
+struct OpenQuery {
+    topic: String,
+    waiting: BTreeSet<ConnId>,
 }
 
 /// The whisper engine. No I/O, no clock, no threads, no global RNG.
@@ -157,15 +276,25 @@ pub struct Engine {
     rng: Rng,
     now: Instant,
     conns: BTreeMap<ConnId, Conn>,
-    timers: BTreeSet<(Instant, ConnId, Timer)>,
+    /// The one timer table: `None` marks an engine-wide timer.
+    timers: BTreeSet<(Instant, Option<ConnId>, Timer)>,
+    global_deadlines: BTreeMap<Timer, Instant>,
     actions: VecDeque<Action>,
     stats: EngineStats,
+    topics: TopicRegistry,
+    codec: ProtobufCodec,
+    /// Broadcast dedup (bounded LRU, [`Config::broadcast_dedup_capacity`]).
+    seen: RumorTracker,
+    /// Open queries ([`Config::max_pending_queries`]).
+    queries: Correlator<QueryId, QueryReply>,
+    open_queries: BTreeMap<QueryId, OpenQuery>,
+    next_query_id: u64,
 }
 
 impl Engine {
     /// The capabilities this build implements; [`Config::capabilities`] is intersected
     /// with it before it is advertised.
-    pub const SUPPORTED: Capabilities = Capabilities::NONE;
+    pub const SUPPORTED: Capabilities = Capabilities::TOPICS.union(Capabilities::BUCKET_DIGEST);
 
     /// A new engine for node `me`. `seed` fixes all of its randomness; `now` is the
     /// driver's current instant.
@@ -173,17 +302,28 @@ impl Engine {
         config.validate()?;
         let wire = WireConfig::new(config.limits);
         let capabilities = config.capabilities.intersection(Self::SUPPORTED);
+        let mut rng = Rng::new(seed);
+        let seen = RumorTracker::with_capacity(config.broadcast_dedup_capacity, rng.next_u64());
+        let max_queries =
+            NonZeroUsize::new(config.max_pending_queries).unwrap_or(NonZeroUsize::MIN);
         Ok(Self {
             me,
             config,
             wire,
             capabilities,
-            rng: Rng::new(seed),
+            rng,
             now,
             conns: BTreeMap::new(),
             timers: BTreeSet::new(),
+            global_deadlines: BTreeMap::new(),
             actions: VecDeque::new(),
             stats: EngineStats::default(),
+            topics: TopicRegistry::new(),
+            codec: ProtobufCodec,
+            seen,
+            queries: Correlator::new(max_queries),
+            open_queries: BTreeMap::new(),
+            next_query_id: 1,
         })
     }
 
@@ -206,7 +346,21 @@ impl Engine {
 
     /// Counters.
     pub fn stats(&self) -> EngineStats {
-        self.stats
+        let mut s = self.stats;
+        s.topics = self.topics.count();
+        s.subscribers = self.topics.subscribers();
+        s
+    }
+
+    /// The topic registry.
+    pub fn topics(&self) -> &TopicRegistry {
+        &self.topics
+    }
+
+    /// The engine's wall clock: the latest instant plus
+    /// [`Config::wall_clock_offset`], in Unix microseconds.
+    pub fn wall_clock_micros(&self) -> u64 {
+        self.wall_us()
     }
 
     /// The identified peer on `conn`, if any.
@@ -258,6 +412,9 @@ impl Engine {
                 deadlines: BTreeMap::new(),
                 awaiting_digest: false,
                 peer_fingerprint: 0,
+                sync: sync::ConnSync::default(),
+                served: BTreeSet::new(),
+                peer_meta: crate::wire::codec::ExchangeMeta::default(),
             },
         );
         self.stats.connections = self.conns.len();
@@ -343,20 +500,32 @@ impl Engine {
     /// Call when: the instant from [`Engine::poll_timeout`] is reached (or any time).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
-        while let Some(&(at, conn, timer)) = self.timers.first() {
+        while let Some(&(at, scope, timer)) = self.timers.first() {
             if at > self.now {
                 break;
             }
             self.timers.pop_first();
+            let Some(conn) = scope else {
+                self.global_deadlines.remove(&timer);
+                match timer {
+                    Timer::Query => self.expire_queries(),
+                    Timer::Sweep => self.sweep(),
+                    _ => {}
+                }
+                continue;
+            };
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.deadlines.remove(&timer);
             }
             match timer {
                 Timer::Hello => self.close(conn, CloseReason::HelloTimeout, true),
                 Timer::Idle => self.close(conn, CloseReason::IdleTimeout, true),
+                Timer::Reply => self.close(conn, CloseReason::ExchangeTimeout, true),
                 Timer::Keepalive => {
                     self.send_frame(conn, &Frame::Exchange(Exchange::keepalive()));
                 }
+                Timer::Gossip => self.start_round(conn),
+                Timer::Query | Timer::Sweep => {}
             }
         }
     }
@@ -403,7 +572,7 @@ impl Engine {
     pub fn probe_digest(&mut self, now: Instant, conn: ConnId) -> Result<(), CommandError> {
         self.advance(now);
         self.check_queue()?;
-        let local = self.local_fingerprint();
+        let local = self.local_fingerprint(conn);
         let c = self
             .conns
             .get_mut(&conn)
@@ -415,6 +584,16 @@ impl Engine {
         self.send_frame(conn, &Frame::Digest(Digest::probe(local)));
         Ok(())
     }
+
+    /// The meta the peer on `conn` piggybacked on its last G1 exchange body (fingerprint,
+    /// backpressure signal, connection counts, PEX entries, offer). Lists are truncated
+    /// to [`Engine::MAX_PEER_META_ENTRIES`] entries.
+    pub fn peer_meta(&self, conn: ConnId) -> Option<&crate::wire::codec::ExchangeMeta> {
+        self.conns.get(&conn).map(|c| &c.peer_meta)
+    }
+
+    /// The most PEX entries and connection counts kept from one peer's meta.
+    pub const MAX_PEER_META_ENTRIES: usize = 256;
 
     /// The fingerprint the peer on `conn` last reported in a G2 frame (0 = none).
     pub fn peer_fingerprint(&self, conn: ConnId) -> Option<u64> {
@@ -445,6 +624,12 @@ impl Engine {
     /// scheduled. May move earlier or later after any input or command.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.first().map(|(at, _, _)| *at)
+    }
+
+    /// The engine's wall clock in Unix microseconds.
+    fn wall_us(&self) -> u64 {
+        let offset = u64::try_from(self.config.wall_clock_offset.as_micros()).unwrap_or(u64::MAX);
+        self.now.as_micros().saturating_add(offset)
     }
 
     // ---- internals ------------------------------------------------------------------
@@ -479,7 +664,10 @@ impl Engine {
         match frame {
             Frame::Hello(_) => return Err(ConnError::DuplicateHello),
             Frame::Exchange(ex) if ex.is_keepalive() => {}
+            Frame::Exchange(ex) => self.on_exchange(conn, peer, ex.body),
             Frame::Digest(digest) => self.on_digest(conn, peer, digest),
+            Frame::BucketDigest(bd) => self.on_bucket_digest(conn, peer, bd),
+            Frame::Rumor(rumor) => self.on_rumor(conn, peer, rumor),
             Frame::Custom(Custom { magic, body }) => {
                 self.emit(Event::CustomFrame {
                     conn,
@@ -499,36 +687,6 @@ impl Engine {
         Ok(())
     }
 
-    /// G2 (reference §c). A frame with [`Digest::FLAG_REPLY`], or any G2 while our own
-    /// probe is unanswered (a Go peer's reply, or a crossing probe that tells us the same
-    /// thing), is a reply and is never answered; anything else is a probe, always
-    /// answered.
-    fn on_digest(&mut self, conn: ConnId, peer: NodeId, digest: Digest) {
-        let local = self.local_fingerprint();
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        c.peer_fingerprint = digest.fingerprint;
-        if digest.is_reply() || c.awaiting_digest {
-            c.awaiting_digest = false;
-            if digest.is_match() || (local != 0 && digest.fingerprint == local) {
-                self.emit(Event::DigestMatch { peer });
-            }
-            return;
-        }
-        let reply = Digest::reply(local, digest.fingerprint);
-        if reply.is_match() {
-            self.emit(Event::DigestMatch { peer });
-        }
-        self.send_frame(conn, &Frame::Digest(reply));
-    }
-
-    /// The fingerprint of local state. No state store is wired into the engine yet, so
-    /// it is 0 ("none"): probes are answered, and a match is never reported.
-    fn local_fingerprint(&self) -> u64 {
-        0
-    }
-
     fn on_hello(&mut self, conn: ConnId, hello: Hello) -> Result<(), ConnError> {
         if hello.version == 0 {
             return Err(ConnError::UnsupportedVersion(hello.version));
@@ -544,9 +702,11 @@ impl Engine {
 
     fn peer_up(&mut self, conn: ConnId, peer: NodeId, capabilities: Capabilities) {
         crate::trace_event!(debug, crate::util::log::targets::ENGINE, %conn, %peer, caps = capabilities.0, "peer up");
+        let mut dialer = false;
         if let Some(c) = self.conns.get_mut(&conn) {
             c.peer = Some(peer.clone());
             c.capabilities = capabilities;
+            dialer = c.role == Role::Dialer;
         }
         self.stats.peers = self.conns.values().filter(|c| c.peer.is_some()).count();
         self.emit(Event::PeerUp {
@@ -554,6 +714,18 @@ impl Engine {
             peer,
             capabilities,
         });
+        self.announce(conn);
+        if dialer {
+            // The first exchange right after PeerUp.
+            self.start_round(conn);
+        }
+    }
+
+    /// Drops one bad message without closing: counted and evented.
+    fn reject(&mut self, conn: ConnId, error: ConnError) {
+        self.stats.bodies_rejected += 1;
+        let peer = self.conns.get(&conn).and_then(|c| c.peer.clone());
+        self.emit(Event::FrameError { conn, peer, error });
     }
 
     /// Closes `conn` for bad input: counted, evented, forgotten.
@@ -586,11 +758,18 @@ impl Engine {
             return;
         };
         for (timer, at) in c.deadlines {
-            self.timers.remove(&(at, conn, timer));
+            self.timers.remove(&(at, Some(conn), timer));
         }
         self.stats.connections = self.conns.len();
         if let Some(peer) = c.peer {
             self.stats.peers = self.stats.peers.saturating_sub(1);
+            if self.config.delta_reset_on_disconnect {
+                for t in self.topics.topics.values_mut() {
+                    if let Some(d) = t.delta.as_mut() {
+                        d.reset(&peer);
+                    }
+                }
+            }
             self.emit(Event::PeerDown { conn, peer });
         }
     }
@@ -630,16 +809,27 @@ impl Engine {
             return;
         };
         if let Some(old) = c.deadlines.insert(timer, at) {
-            self.timers.remove(&(old, conn, timer));
+            self.timers.remove(&(old, Some(conn), timer));
         }
-        self.timers.insert((at, conn, timer));
+        self.timers.insert((at, Some(conn), timer));
     }
 
     fn clear_timer(&mut self, conn: ConnId, timer: Timer) {
         if let Some(c) = self.conns.get_mut(&conn) {
             if let Some(old) = c.deadlines.remove(&timer) {
-                self.timers.remove(&(old, conn, timer));
+                self.timers.remove(&(old, Some(conn), timer));
             }
+        }
+    }
+
+    /// Arms (or with `None` clears) an engine-wide timer.
+    fn set_global_timer(&mut self, timer: Timer, at: Option<Instant>) {
+        if let Some(old) = self.global_deadlines.remove(&timer) {
+            self.timers.remove(&(old, None, timer));
+        }
+        if let Some(at) = at {
+            self.global_deadlines.insert(timer, at);
+            self.timers.insert((at, None, timer));
         }
     }
 }

@@ -53,6 +53,9 @@
 //! ## Modules
 //! - [`wire`]: every frame, the incremental decoder, the G1 body codec.
 //! - [`engine`]: the state machine.
+//! - [`topic`]: topics in three modes (BroadcastOnly, StatefulMerge, RequestResponse).
+//! - [`store`]: the [`StateStore`] trait and [`MemStore`], the embedded LWW map.
+//! - [`delta`]: per-peer watermarks, adaptive full syncs, persistence.
 //! - [`hypercube`]: the virtual hypercube: exact broadcast trees for every cluster size.
 //! - [`rumor`]: rumor ids (BLAKE3-256 of the payload) and the O(1) LRU dedup.
 //! - [`util`]: the opt-in utilities (correlator, limiter, batched logging, retrier,
@@ -85,6 +88,7 @@ pub(crate) use trace_event;
 
 pub mod action;
 pub mod config;
+pub mod delta;
 #[cfg(feature = "std")]
 pub mod driver;
 pub mod engine;
@@ -93,13 +97,20 @@ pub mod hypercube;
 pub mod node;
 pub mod rng;
 pub mod rumor;
+pub mod store;
 pub mod time;
+pub mod topic;
 pub mod util;
 pub mod wire;
 
 pub use action::{Action, CloseReason, Event, EventKind};
 pub use bytes::Bytes;
 pub use config::{Config, ConfigError};
+pub use delta::{DeltaPeerStats, DeltaPersistence, DeltaTracker, PersistError, PersistedPeerState};
 pub use engine::{CommandError, ConnError, Engine, EngineStats, Identity, Role};
 pub use node::{ConnId, NodeId};
+pub use store::{MemStore, StateStore};
 pub use time::{Duration, Instant};
+pub use topic::{
+    PublishError, QueryError, QueryHandler, QueryId, QueryReply, TopicConfig, TopicError, TopicMode,
+};

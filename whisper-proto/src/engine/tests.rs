@@ -1,6 +1,7 @@
 //! Single-engine scenarios: craft bytes by hand, assert on the drained actions.
 
 use super::*;
+use crate::wire::codec::{G1Codec, ProtobufCodec};
 use crate::wire::{Capabilities, DecodeError, Frame, Hello, magic};
 use alloc::vec;
 use alloc::vec::Vec;
@@ -432,4 +433,135 @@ fn time_going_backwards_is_clamped() {
     drain(&mut e);
     let deadlines: Vec<_> = e.timers.iter().map(|(t, _, _)| *t).collect();
     assert!(deadlines.iter().all(|t| *t > Instant::from_secs(100)));
+}
+
+// ---- G1 exchange --------------------------------------------------------------------
+
+fn stateful(name: &'static str) -> Engine {
+    let mut e = engine(name);
+    let store = crate::store::MemStore::new(NodeId::from_static(name), [1; 32]);
+    e.register_topic("state", crate::topic::TopicConfig::stateful(store))
+        .unwrap();
+    e.put(T0, "state", b"k", b"v").unwrap();
+    e
+}
+
+fn g1(body: &[u8]) -> Vec<u8> {
+    Frame::Exchange(Exchange {
+        body: Bytes::copy_from_slice(body),
+    })
+    .to_bytes()
+    .unwrap()
+    .to_vec()
+}
+
+fn sends(actions: &[Action]) -> Vec<Frame> {
+    let cfg = WireConfig::default();
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { bytes, .. } => Frame::parse(bytes, &cfg).ok(),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn undecodable_g1_request_gets_an_empty_reply_and_is_counted() {
+    let mut e = stateful("me");
+    e.handle_connected(T0, ConnId(1), Role::Acceptor, Identity::Hello)
+        .unwrap();
+    e.handle_bytes(T0, ConnId(1), &hello_from("peer")).unwrap();
+    drain(&mut e);
+    // 0xff is not a protobuf key: the body does not decode.
+    e.handle_bytes(T0, ConnId(1), &g1(&[0xff, 0xff])).unwrap();
+    let out = drain(&mut e);
+    let frames = sends(&out);
+    let [Frame::Exchange(reply)] = frames.as_slice() else {
+        panic!("expected one G1 reply, got {out:?}");
+    };
+    assert!(!reply.is_keepalive(), "a real (non-keepalive) reply");
+    let body = G1Codec::decode(&ProtobufCodec, reply.body.clone()).unwrap();
+    assert!(body.records.is_empty());
+    assert_eq!(
+        body.meta.cache_fingerprint,
+        e.store("state").unwrap().fingerprint()
+    );
+    assert!(out.iter().any(|a| matches!(
+        a,
+        Action::Emit(Event::FrameError { error, .. }) if !error.is_fatal()
+    )));
+    assert!(closes(&out).is_empty());
+    assert_eq!(e.stats().bodies_rejected, 1);
+    assert_eq!(e.stats().frame_errors, 0);
+    assert_eq!(e.peer(ConnId(1)), Some(&NodeId::from_static("peer")));
+}
+
+#[test]
+fn undecodable_g1_reply_ends_the_exchange_and_the_round() {
+    let mut e = stateful("me");
+    e.handle_connected(T0, ConnId(1), Role::Dialer, Identity::Hello)
+        .unwrap();
+    e.handle_bytes(T0, ConnId(1), &hello_from("peer")).unwrap();
+    // PeerUp starts a round: a G2 probe with our fingerprint.
+    let frames = sends(&drain(&mut e));
+    assert!(matches!(frames.as_slice(), [_, Frame::Digest(d)] if d.flags == 0));
+    let mismatch = Frame::Digest(Digest::reply(9, 0)).to_bytes().unwrap();
+    e.handle_bytes(T0, ConnId(1), &mismatch).unwrap();
+    let frames = sends(&drain(&mut e));
+    assert!(matches!(frames.as_slice(), [Frame::Exchange(_)]));
+    // The reply is garbage: counted, and the round ends (next one at +10 s).
+    e.handle_bytes(T0, ConnId(1), &g1(&[0xff])).unwrap();
+    let out = drain(&mut e);
+    assert!(sends(&out).is_empty());
+    assert_eq!(e.stats().bodies_rejected, 1);
+    let timers: Vec<_> = e
+        .timers
+        .iter()
+        .filter(|(_, c, t)| *c == Some(ConnId(1)) && matches!(t, Timer::Gossip | Timer::Reply))
+        .map(|(at, _, t)| (*at, *t))
+        .collect();
+    assert_eq!(timers, [(Instant::from_secs(10), Timer::Gossip)]);
+}
+
+#[test]
+fn unanswered_request_closes_at_the_exchange_timeout() {
+    let mut e = stateful("me");
+    e.handle_connected(T0, ConnId(1), Role::Dialer, Identity::Hello)
+        .unwrap();
+    e.handle_bytes(T0, ConnId(1), &hello_from("peer")).unwrap();
+    drain(&mut e);
+    // Keep the connection alive with keepalives from the peer; never answer the probe.
+    let mut t;
+    let closed = loop {
+        t = e.poll_timeout().unwrap();
+        e.handle_timeout(t);
+        let out = drain(&mut e);
+        if let Some(Action::Close { reason, .. }) =
+            out.iter().find(|a| matches!(a, Action::Close { .. }))
+        {
+            break reason.clone();
+        }
+        e.handle_bytes(t, ConnId(1), &[0x47, 0x31, 0, 0, 0, 0])
+            .unwrap();
+    };
+    assert_eq!(closed, CloseReason::ExchangeTimeout);
+    assert_eq!(t, Instant::from_secs(30));
+}
+
+#[test]
+fn no_stateful_topic_means_no_rounds() {
+    let mut e = engine("me");
+    e.handle_connected(T0, ConnId(1), Role::Dialer, Identity::Hello)
+        .unwrap();
+    e.handle_bytes(T0, ConnId(1), &hello_from("peer")).unwrap();
+    assert_eq!(sends(&drain(&mut e)).len(), 1, "only our HELLO");
+    assert_eq!(e.stats().rounds_started, 0);
+    // Registering one starts a round at once.
+    let store = crate::store::MemStore::new(NodeId::from_static("me"), [1; 32]);
+    e.register_topic("state", crate::topic::TopicConfig::stateful(store))
+        .unwrap();
+    assert_eq!(e.poll_timeout(), Some(T0));
+    e.handle_timeout(T0);
+    assert_eq!(e.stats().rounds_started, 1);
 }

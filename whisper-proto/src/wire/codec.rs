@@ -17,10 +17,42 @@
 //!                          int64 timestamp_unix = 5; bytes signature = 6; }
 //! ```
 //!
-//! **Topic extension.** The Go mesh cannot name a topic on the wire. whisper adds field
-//! 16 (`topic`), written only when the exchange is for a topic other than the default
-//! one. A single-topic deployment never writes it, so its bytes equal the reference's;
-//! a Go peer skips field 16 as an unknown field.
+//! # The topic extension (fields 16–19)
+//!
+//! The Go mesh cannot name a topic on the wire, and carries nothing but state exchanges
+//! in G1. whisper extends the envelope with four fields. Each is written only when it
+//! differs from its proto3 default, so **a single-topic deployment's bytes equal the
+//! reference's**, and a Go peer skips all of them as unknown fields:
+//!
+//! ```text
+//! message GossipEnvelope { ...;
+//!     string topic    = 16;  // empty = the default StatefulMerge topic
+//!     uint32 kind     = 17;  // 0 Exchange (omitted), 1 Query, 2 Response, 3 Announce
+//!     uint64 query_id = 18;  // Query and Response only
+//!     bool   more     = 19;  // Exchange only: the sender has more records for this topic
+//! }
+//! ```
+//!
+//! * **Exchange (kind 0)** is the reference's G1 state exchange. `topic` names the
+//!   StatefulMerge topic; it is omitted for the *default* topic (the first StatefulMerge
+//!   topic registered), which is the only one a peer without
+//!   [`Capabilities::TOPICS`](super::Capabilities::TOPICS) is ever offered.
+//!   `more` is set when the sender's records did not fit under the G1 cap: the
+//!   initiator keeps exchanging on the same topic until neither side sets it.
+//! * **Query (kind 1)** carries one request for a RequestResponse topic: `topic`,
+//!   `query_id` (the querier's id) and the payload as the single element of `records`.
+//! * **Response (kind 2)** answers a query: the same `topic` and `query_id`, the reply as
+//!   the single element of `records`.
+//! * **Announce (kind 3)** lists, as `records`, the names of the RequestResponse topics
+//!   the sender serves. It replaces the previous announcement on that connection.
+//!
+//! Kinds 1–3 are sent only to peers that advertised `TOPICS`. They are not part of the
+//! exchange request/reply alternation: either side may send them at any time and they
+//! are never answered with an exchange. Unknown kinds are dropped and counted.
+//!
+//! **Never empty.** A zero-length G1 is a keepalive, so an envelope that would encode to
+//! nothing (an empty reply from a node with an empty store) is written as an empty
+//! `meta` (`0a 00`), which every protobuf decoder reads as the same empty envelope.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -37,6 +69,53 @@ pub struct ExchangeBody {
     pub records: Vec<Bytes>,
     /// The topic; empty means the default (single-topic) topic and is not written.
     pub topic: String,
+    /// What the body is (field 17); [`BodyKind::Exchange`] is not written.
+    pub kind: BodyKind,
+    /// The query a [`BodyKind::Query`] or [`BodyKind::Response`] belongs to (field 18).
+    pub query_id: u64,
+    /// The sender has more records for this topic than fitted under the G1 cap (field 19).
+    pub more: bool,
+}
+
+/// What a G1 body carries (envelope field 17). See the [module docs](self).
+#[derive(Clone, Copy, Debug, Default, Eq, Hash, PartialEq)]
+#[non_exhaustive]
+pub enum BodyKind {
+    /// A state exchange (request or reply): the reference's only kind.
+    #[default]
+    Exchange,
+    /// A request for a RequestResponse topic.
+    Query,
+    /// A reply to a [`BodyKind::Query`].
+    Response,
+    /// The RequestResponse topics the sender serves.
+    Announce,
+    /// A kind this version does not know; dropped and counted.
+    Unknown(u32),
+}
+
+impl BodyKind {
+    /// The field-17 value.
+    pub const fn to_u32(self) -> u32 {
+        match self {
+            Self::Exchange => 0,
+            Self::Query => 1,
+            Self::Response => 2,
+            Self::Announce => 3,
+            Self::Unknown(v) => v,
+        }
+    }
+
+    /// The kind a field-17 value stands for.
+    pub const fn from_u32(v: u32) -> Self {
+        match v {
+            0 => Self::Exchange,
+            1 => Self::Query,
+            2 => Self::Response,
+            3 => Self::Announce,
+            other => Self::Unknown(other),
+        }
+    }
 }
 
 /// Metadata piggybacked on every G1 exchange.
@@ -123,6 +202,12 @@ struct PbEnvelope {
     records: Vec<Bytes>,
     #[prost(string, tag = "16")]
     topic: String,
+    #[prost(uint32, tag = "17")]
+    kind: u32,
+    #[prost(uint64, tag = "18")]
+    query_id: u64,
+    #[prost(bool, tag = "19")]
+    more: bool,
 }
 
 /// Why a G1 body could not be encoded or decoded. The exchange is answered with an
@@ -172,8 +257,17 @@ impl G1Codec for ProtobufCodec {
             }),
             records: body.records.clone(),
             topic: body.topic.clone(),
+            kind: body.kind.to_u32(),
+            query_id: body.query_id,
+            more: body.more,
         };
-        out.reserve(env.encoded_len());
+        let len = env.encoded_len();
+        if len == 0 {
+            // A zero-length G1 is a keepalive: write an empty meta instead.
+            out.extend_from_slice(&[0x0a, 0x00]);
+            return Ok(());
+        }
+        out.reserve(len);
         env.encode(out)
             .map_err(|_| CodecError::Decode("encode buffer"))
     }
@@ -195,6 +289,9 @@ impl G1Codec for ProtobufCodec {
             meta,
             records: env.records,
             topic: env.topic,
+            kind: BodyKind::from_u32(env.kind),
+            query_id: env.query_id,
+            more: env.more,
         })
     }
 }
@@ -228,7 +325,7 @@ mod tests {
                 ..Default::default()
             },
             records: vec![Bytes::from_static(b"ab"), Bytes::from_static(b"c")],
-            topic: String::new(),
+            ..Default::default()
         };
         // meta (field 1, len 5): fp (08 82 02) + bp (18 01); records (12 02 'ab'), (12 01 'c').
         assert_eq!(
@@ -240,7 +337,14 @@ mod tests {
 
     #[test]
     fn golden_empty_and_topic_extension() {
-        assert!(enc(&ExchangeBody::default()).is_empty());
+        // Never empty: an empty envelope is an empty meta, not a keepalive.
+        assert_eq!(hex(&enc(&ExchangeBody::default())), "0a00");
+        assert_eq!(
+            ProtobufCodec
+                .decode(Bytes::from_static(&[0x0a, 0x00]))
+                .unwrap(),
+            ExchangeBody::default()
+        );
         let body = ExchangeBody {
             topic: "t".into(),
             ..Default::default()
@@ -278,6 +382,31 @@ mod tests {
         let want = format!("0a1c220e{pex}2a050a0171100232030a0166");
         assert_eq!(hex(&enc(&body)), want);
         assert_eq!(ProtobufCodec.decode(Bytes::from(enc(&body))).unwrap(), body);
+    }
+
+    #[test]
+    fn golden_query_response_announce_more() {
+        let q = ExchangeBody {
+            topic: "q".into(),
+            kind: BodyKind::Query,
+            query_id: 5,
+            records: vec![Bytes::from_static(b"x")],
+            ..Default::default()
+        };
+        // records (12 01 78), topic (82 01 01 71), kind (88 01 01), query_id (90 01 05).
+        assert_eq!(hex(&enc(&q)), "12017882010171880101900105");
+        assert_eq!(ProtobufCodec.decode(Bytes::from(enc(&q))).unwrap(), q);
+        let more = ExchangeBody {
+            more: true,
+            ..Default::default()
+        };
+        // Field 19, varint → key 0x98 0x01.
+        assert_eq!(hex(&enc(&more)), "980101");
+        assert_eq!(ProtobufCodec.decode(Bytes::from(enc(&more))).unwrap(), more);
+        let unknown = ProtobufCodec
+            .decode(Bytes::from_static(&[0x88, 0x01, 0x09]))
+            .unwrap();
+        assert_eq!(unknown.kind, BodyKind::Unknown(9));
     }
 
     #[test]

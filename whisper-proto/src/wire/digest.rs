@@ -74,7 +74,9 @@ const _: () = assert!(DIGEST_LEN == 12);
 /// G2B: `flags u16` + `count u8` (0 encodes 256) + count × `u64` bucket digests.
 #[derive(Clone, Debug, Default, Eq, PartialEq)]
 pub struct BucketDigest {
-    /// Reserved; 0 when sent.
+    /// 0 on a request; a reply carries [`Digest::FLAG_REPLY`] (whisper's extension, as
+    /// for G2). Readers tell request from reply by the connection role (the dialer
+    /// initiates) and ignore the flags.
     pub flags: u16,
     /// 1..=256 bucket digests.
     pub digests: Vec<u64>,

@@ -38,23 +38,29 @@
 //! that one connection. The stream is never left desynchronised: after an error the
 //! decoder refuses all further input.
 
+mod broadcast;
 mod decoder;
 mod digest;
 mod g1;
 mod hello;
 mod pull;
 mod reconcile;
+mod record;
 mod rumor;
 mod snapshot;
 
 pub mod codec;
 
+pub use broadcast::{BroadcastError, KIND_TOPIC_BROADCAST, TopicBroadcast};
 pub use decoder::FrameDecoder;
 pub use digest::{BucketDigest, Digest};
 pub use g1::Exchange;
 pub use hello::{Capabilities, Hello, PROTOCOL_VERSION};
 pub use pull::Pull;
 pub use reconcile::{Reconcile, ReconcileKind};
+pub use record::{
+    FLAG_TOMBSTONE, MAX_KEY_LEN, RECORD_OVERHEAD, RECORD_VERSION, Record, RecordError,
+};
 pub use rumor::{FROM_DIM_ORIGIN, Rumor, RumorAck};
 pub use snapshot::{Snapshot, SnapshotKind};
 
