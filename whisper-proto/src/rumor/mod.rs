@@ -11,7 +11,17 @@
 //! touch and eviction: a hash map from id to slot, plus a doubly linked recency list
 //! threaded through a slot vector by index. Re-seeing an id moves it to the front, so a
 //! rumor still circulating is the last to be forgotten.
+//!
+//! [`RumorPusher`] is the sans-IO push engine: it originates, forwards and acknowledges
+//! rumors down the exact hypercube tree, retries an unacknowledged frame over another
+//! member of the same half-block, and falls back to a random fan-out when there is no
+//! cube. Its [module docs](pusher) describe the algorithm.
 
+pub mod pusher;
 mod tracker;
 
+pub use pusher::{
+    DropReason, PushError, PushFrame, PusherOutput, RumorConfig, RumorEvent, RumorPusher,
+    RumorStats, SendPath, adaptive_fanout,
+};
 pub use tracker::{DEFAULT_CAPACITY, MAX_CAPACITY, RumorId, RumorTracker, rumor_id};
