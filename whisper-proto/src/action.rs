@@ -109,6 +109,10 @@ pub enum Event {
         from: NodeId,
         /// The payload.
         payload: Bytes,
+        /// The message id (BLAKE3-256 of its envelope), the same on every node.
+        id: crate::rumor::RumorId,
+        /// Links the message travelled to reach this node: 0 at its publisher.
+        hop: u8,
     },
     /// An identified peer's connection went away (closed by either side).
     PeerDown {

@@ -79,6 +79,8 @@ impl Engine {
                 topic: envelope.topic,
                 from: envelope.origin,
                 payload: envelope.payload,
+                id,
+                hop: 0,
             });
         }
         self.broadcast_payload(bytes, None, 0);
@@ -159,6 +161,8 @@ impl Engine {
                 topic: envelope.topic,
                 from: envelope.origin,
                 payload: envelope.payload,
+                id,
+                hop: rumor.hop.saturating_add(1),
             });
         }
     }
