@@ -2,10 +2,11 @@
 //! in virtual time through `AccumulatingRuntime` with the shared link model.
 
 use crate::common::{
-    HopOracle, Links, MESSAGES, Row, SPACING_US, Scenario, TAIL_US, WARMUP_US, payload,
-    payload_id,
+    HopOracle, Links, MESSAGES, Row, SPACING_US, Scenario, TAIL_US, WARMUP_US, payload, payload_id,
 };
-use foca::{AccumulatingRuntime, BroadcastHandler, Config, Foca, Invalidates, PostcardCodec, Timer};
+use foca::{
+    AccumulatingRuntime, BroadcastHandler, Config, Foca, Invalidates, PostcardCodec, Timer,
+};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::cell::RefCell;

@@ -2,14 +2,13 @@
 //! virtual-time event loop with the shared link model.
 
 use crate::common::{
-    HopOracle, Links, MESSAGES, Row, SPACING_US, Scenario, TAIL_US, WARMUP_US, payload,
-    payload_id,
+    HopOracle, Links, MESSAGES, Row, SPACING_US, Scenario, TAIL_US, WARMUP_US, payload, payload_id,
 };
 use bytes::Bytes;
+use iroh_gossip::proto::state::MessageKind;
 use iroh_gossip::proto::{
     Command, Config, Event, InEvent, OutEvent, PeerData, Scope, State, TopicId,
 };
-use iroh_gossip::proto::state::MessageKind;
 use n0_future::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand::rngs::StdRng;

@@ -10,7 +10,9 @@ mod foca;
 mod iroh;
 mod whisper;
 
-use common::{LAT_MAX_US, LAT_MIN_US, MESSAGES, PAYLOAD_LEN, Row, SPACING_US, Scenario, TAIL_US, WARMUP_US};
+use common::{
+    LAT_MAX_US, LAT_MIN_US, MESSAGES, PAYLOAD_LEN, Row, SPACING_US, Scenario, TAIL_US, WARMUP_US,
+};
 use std::fmt::Write as _;
 use whisper_tests::sim::Topology;
 
