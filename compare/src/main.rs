@@ -199,7 +199,14 @@ gossip to 3 members every 200 ms, `max_transmissions` from N), `SocketAddrV4` id
 is `add_broadcast` + one `broadcast()` at the publisher; after that it rides on foca's own \
 messages. A payload message is a packet that carried at least one custom broadcast item \
 (counted at the receiver; lossless links); the rest are control. Hops are counted by the \
-harness (sender's hop + 1).\n",
+harness (sender's hop + 1). Each node sends an item at most `max_transmissions` times \
+(4·log10(N + 1): 8 at N = 100, 12 at N = 1,000), so its RMR sits near that and a node can be \
+missed: dissemination is probabilistic.\n\
+- **Bytes are not quite like for like:** whisper counts its encoded wire frames (length \
+prefix included); iroh-gossip counts `Message::size()` (postcard body, without its \
+transport's length prefix or QUIC overhead); foca counts its UDP payloads. None includes \
+TCP/QUIC/UDP/IP headers.\n\
+- **Not covered:** loss, churn, partitions; one seed (42, `--seed S` for others).\n",
         nodes = nodes.join(", "),
         args = std::env::args()
             .skip(1)
