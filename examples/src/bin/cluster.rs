@@ -164,12 +164,16 @@ fn run(args: &Args) -> Result<bool, String> {
     for k in 0..args.records {
         let at = rng.below(n as u64) as usize;
         let (key, value) = (format!("record-{k:06}"), format!("value-{k}-from-{at}"));
-        retry(deadline, || nodes[at].put(KV, key.as_bytes(), value.as_bytes()))?;
+        retry(deadline, || {
+            nodes[at].put(KV, key.as_bytes(), value.as_bytes())
+        })?;
     }
     for m in 0..args.messages {
         let at = rng.below(n as u64) as usize;
         let payload = Bytes::from(format!("message-{m}-from-{at}"));
-        retry(deadline, || nodes[at].publish(CHAT, payload.clone()).map(|_| ()))?;
+        retry(deadline, || {
+            nodes[at].publish(CHAT, payload.clone()).map(|_| ())
+        })?;
     }
 
     let mut tallies: Vec<Tally> = (0..n)
@@ -191,7 +195,10 @@ fn run(args: &Args) -> Result<bool, String> {
                 }
             }
         }
-        states = nodes.iter().map(|n| kv_state(n.as_ref())).collect::<Vec<_>>();
+        states = nodes
+            .iter()
+            .map(|n| kv_state(n.as_ref()))
+            .collect::<Vec<_>>();
         let fingerprints: BTreeSet<u64> = states.iter().map(|s| s.1).collect();
         let records_done: usize = states.iter().map(|s| s.0.min(args.records)).sum();
         let messages_done: usize = tallies.iter().map(|t| t.messages.len()).sum();
@@ -238,14 +245,20 @@ fn run(args: &Args) -> Result<bool, String> {
     }
     let wall = started.elapsed();
 
-    println!("whisper cluster: {n} {:?} nodes, {links} links, seed {}", args.adapter, args.seed);
+    println!(
+        "whisper cluster: {n} {:?} nodes, {links} links, seed {}",
+        args.adapter, args.seed
+    );
     println!(
         "  records:   {}/{n} nodes hold all {} records; {} distinct store fingerprint(s){}",
         records_nodes,
         args.records,
         fingerprints.len(),
         if fingerprints.len() == 1 {
-            format!(" ({:016x})", fingerprints.iter().next().copied().unwrap_or(0))
+            format!(
+                " ({:016x})",
+                fingerprints.iter().next().copied().unwrap_or(0)
+            )
         } else {
             String::new()
         }
