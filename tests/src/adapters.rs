@@ -151,6 +151,9 @@ pub trait TestNode: Send {
     ) -> Result<QueryOutcome, HandleError>;
     /// Counters, members and stores.
     fn snapshot(&self) -> NodeSnapshot;
+    /// Publishes `payload` `count` times in one command (stops at the first error);
+    /// returns how many were published.
+    fn publish_batch(&self, topic: &str, payload: Bytes, count: usize) -> usize;
     /// Graceful shutdown; returns once the node has stopped.
     fn shutdown(self: Box<Self>);
 }
@@ -369,6 +372,15 @@ impl TestNode for TokioNode {
             .block_on(self.handle.snapshot())
             .expect("running")
     }
+    fn publish_batch(&self, topic: &str, payload: Bytes, count: usize) -> usize {
+        let topic = topic.to_owned();
+        let f = move |d: &mut whisper_proto::driver::Driver, now| {
+            (0..count)
+                .take_while(|_| d.publish(now, &topic, payload.clone()).is_ok())
+                .count()
+        };
+        tokio_rt().block_on(self.handle.with_driver(f)).unwrap_or(0)
+    }
     fn shutdown(self: Box<Self>) {
         tokio_rt().block_on(self.handle.shutdown());
     }
@@ -483,6 +495,15 @@ impl TestNode for SmolNode {
     }
     fn snapshot(&self) -> NodeSnapshot {
         smol::block_on(self.handle.snapshot()).expect("running")
+    }
+    fn publish_batch(&self, topic: &str, payload: Bytes, count: usize) -> usize {
+        let topic = topic.to_owned();
+        let f = move |d: &mut whisper_proto::driver::Driver, now| {
+            (0..count)
+                .take_while(|_| d.publish(now, &topic, payload.clone()).is_ok())
+                .count()
+        };
+        smol::block_on(self.handle.with_driver(f)).unwrap_or(0)
     }
     fn shutdown(self: Box<Self>) {
         smol::block_on(self.handle.shutdown());
@@ -601,6 +622,15 @@ impl TestNode for MioNode {
     }
     fn snapshot(&self) -> NodeSnapshot {
         self.handle.snapshot().expect("running")
+    }
+    fn publish_batch(&self, topic: &str, payload: Bytes, count: usize) -> usize {
+        let topic = topic.to_owned();
+        let f = move |d: &mut whisper_proto::driver::Driver, now| {
+            (0..count)
+                .take_while(|_| d.publish(now, &topic, payload.clone()).is_ok())
+                .count()
+        };
+        self.handle.with_driver(f).unwrap_or(0)
     }
     fn shutdown(mut self: Box<Self>) {
         self.handle.shutdown();
