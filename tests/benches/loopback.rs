@@ -32,7 +32,8 @@ fn name(kind: Kind) -> &'static str {
 fn adapter_rate(kind: Kind, nodes: usize, size: usize, total: u64) -> f64 {
     let mut cluster = mesh(&vec![kind; nodes]);
     for n in &mut cluster {
-        n.register_topic(TOPIC, TopicConfig::broadcast()).expect("topic");
+        n.register_topic(TOPIC, TopicConfig::broadcast())
+            .expect("topic");
         n.subscribe(TOPIC).expect("subscribe");
     }
     let payload = Bytes::from(vec![0xab; size]);
@@ -59,7 +60,10 @@ fn adapter_rate(kind: Kind, nodes: usize, size: usize, total: u64) -> f64 {
         } else {
             std::thread::sleep(Duration::from_micros(200));
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "stalled at {done}/{total}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "stalled at {done}/{total}"
+        );
     }
     let secs = start.elapsed().as_secs_f64();
     for n in cluster {
