@@ -209,7 +209,7 @@ impl Default for DriverConfig {
     }
 }
 
-/// Driver counters, next to the engine's [`EngineStats`](crate::EngineStats). Cheap to copy.
+/// Driver counters, next to the engine's [`EngineStats`]. Cheap to copy.
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
 #[non_exhaustive]
 pub struct DriverStats {
