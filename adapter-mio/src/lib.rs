@@ -57,11 +57,15 @@ use whisper_proto::util::targets::ADAPTER;
 
 pub use whisper_proto;
 pub use whisper_proto::driver::{
-    DriverConfig, DriverStats, HandleError, PeerAddr, PeerInfo, PeerSlot,
+    DriverConfig, DriverStats, HandleError, NodeSnapshot, PeerAddr, PeerInfo, PeerSlot,
+    QueryOutcome,
 };
+pub use whisper_proto::rumor::RumorId;
+pub use whisper_proto::topic::{QueryId, QueryReply, TopicConfig, TopicMode};
 pub use whisper_proto::{
     Bytes, Config, ConnId, Engine, EngineStats, Event, Identity, Instant, NodeId, Role,
 };
+pub use whisper_proto::{MemStore, StateStore};
 
 /// Most reads from one connection per readiness event.
 pub const READS_PER_EVENT: usize = 32;
@@ -137,6 +141,12 @@ impl Builder {
     /// whenever the connection is lost.
     pub fn peer(mut self, addr: impl Into<String>) -> Self {
         self.peers.push(addr.into());
+        self
+    }
+
+    /// Persist delta watermarks in `dir` (see [`DriverConfig::persist_dir`]).
+    pub fn persist(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.driver.persist_dir = Some(dir.into());
         self
     }
 
@@ -325,6 +335,97 @@ impl Handle {
     /// The engine's counters.
     pub fn stats(&self) -> Result<EngineStats, HandleError> {
         self.with_engine(|e, _| e.stats())
+    }
+
+    /// Registers a topic (see [`whisper_proto::driver::Driver::register_topic`]).
+    pub fn register_topic(
+        &self,
+        name: impl Into<String>,
+        config: TopicConfig,
+    ) -> Result<(), HandleError> {
+        let name = name.into();
+        self.with_driver(move |d, now| d.register_topic(now, &name, config))?
+    }
+
+    /// Subscribes to a BroadcastOnly topic: a channel of its [`Event::Message`]s only.
+    pub fn subscribe(&self, topic: impl Into<String>) -> Result<Receiver<Event>, HandleError> {
+        let topic = topic.into();
+        let (tx, rx) = mpsc::sync_channel(self.inner.event_capacity.max(1));
+        let subscribers = self.inner.subscribers.clone();
+        self.with_driver(move |d, _| {
+            d.subscribe(&topic)?;
+            subscribers.add_topic(tx, topic);
+            Ok::<_, HandleError>(())
+        })??;
+        Ok(rx)
+    }
+
+    /// Publishes `payload` on a BroadcastOnly topic. A full engine queue is
+    /// [`whisper_proto::topic::PublishError::QueueFull`]: back off and retry.
+    pub fn publish(
+        &self,
+        topic: impl Into<String>,
+        payload: impl Into<Bytes>,
+    ) -> Result<RumorId, HandleError> {
+        let (topic, payload) = (topic.into(), payload.into());
+        self.with_driver(move |d, now| d.publish(now, &topic, payload))?
+    }
+
+    /// Writes `value` under `key` in a StatefulMerge topic.
+    pub fn put(
+        &self,
+        topic: impl Into<String>,
+        key: impl Into<Bytes>,
+        value: impl Into<Bytes>,
+    ) -> Result<(), HandleError> {
+        let (topic, key, value) = (topic.into(), key.into(), value.into());
+        self.with_driver(move |d, now| d.put(now, &topic, &key, &value))?
+    }
+
+    /// Deletes `key` in a StatefulMerge topic.
+    pub fn delete(
+        &self,
+        topic: impl Into<String>,
+        key: impl Into<Bytes>,
+    ) -> Result<(), HandleError> {
+        let (topic, key) = (topic.into(), key.into());
+        self.with_driver(move |d, now| d.delete(now, &topic, &key))?
+    }
+
+    /// Queries a RequestResponse topic and blocks for the replies, at most `timeout`
+    /// (plus a short grace for the loop to report): [`HandleError::TimedOut`] after.
+    pub fn query(
+        &self,
+        topic: impl Into<String>,
+        payload: impl Into<Bytes>,
+        timeout: std::time::Duration,
+    ) -> Result<QueryOutcome, HandleError> {
+        let (topic, payload) = (topic.into(), payload.into());
+        let (tx, rx) = mpsc::sync_channel(1);
+        let reply = Box::new(move |outcome| {
+            let _ = tx.try_send(outcome);
+        });
+        self.with_driver(move |d, now| d.query(now, &topic, payload, timeout, reply))??;
+        match rx.recv_timeout(timeout + std::time::Duration::from_secs(1)) {
+            Ok(outcome) => Ok(outcome),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(HandleError::TimedOut),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(HandleError::Stopped),
+        }
+    }
+
+    /// The identified peers (node ids) on live connections.
+    pub fn members(&self) -> Result<Vec<NodeId>, HandleError> {
+        self.with_driver(|d, _| d.peers().into_iter().map(|p| p.node).collect())
+    }
+
+    /// Counters, members and per-topic store state in one call.
+    pub fn snapshot(&self) -> Result<NodeSnapshot, HandleError> {
+        self.with_driver(|d, _| d.snapshot())
+    }
+
+    /// Saves delta watermarks now (also done at shutdown); 0 when not configured.
+    pub fn save_delta(&self) -> Result<usize, HandleError> {
+        self.with_driver(|d, _| d.save_delta())?
     }
 
     /// The driver's counters (dials, reconnects, slow closes, …).

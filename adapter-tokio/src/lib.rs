@@ -59,11 +59,15 @@ use whisper_proto::util::targets::ADAPTER;
 
 pub use whisper_proto;
 pub use whisper_proto::driver::{
-    DriverConfig, DriverStats, HandleError, PeerAddr, PeerInfo, PeerSlot,
+    DriverConfig, DriverStats, HandleError, NodeSnapshot, PeerAddr, PeerInfo, PeerSlot,
+    QueryOutcome,
 };
+pub use whisper_proto::rumor::RumorId;
+pub use whisper_proto::topic::{QueryId, QueryReply, TopicConfig, TopicMode};
 pub use whisper_proto::{
     Bytes, Config, ConnId, Engine, EngineStats, Event, Identity, Instant, NodeId, Role,
 };
+pub use whisper_proto::{MemStore, StateStore};
 
 /// Configures and starts a node.
 pub struct Builder {
@@ -132,6 +136,12 @@ impl Builder {
     /// Dial `addr` (`host:port`) at start and whenever the connection is lost.
     pub fn peer(mut self, addr: impl Into<String>) -> Self {
         self.peers.push(addr.into());
+        self
+    }
+
+    /// Persist delta watermarks in `dir` (see [`DriverConfig::persist_dir`]).
+    pub fn persist(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.driver.persist_dir = Some(dir.into());
         self
     }
 
@@ -272,6 +282,100 @@ impl Handle {
     /// The engine's counters.
     pub async fn stats(&self) -> Result<EngineStats, HandleError> {
         self.with_engine(|e, _| e.stats()).await
+    }
+
+    /// Registers a topic (see [`whisper_proto::driver::Driver::register_topic`]).
+    pub async fn register_topic(
+        &self,
+        name: impl Into<String>,
+        config: TopicConfig,
+    ) -> Result<(), HandleError> {
+        let name = name.into();
+        self.with_driver(move |d, now| d.register_topic(now, &name, config))
+            .await?
+    }
+
+    /// Subscribes to a BroadcastOnly topic: a stream of its [`Event::Message`]s only.
+    pub async fn subscribe(&self, topic: impl Into<String>) -> Result<EventStream, HandleError> {
+        let topic = topic.into();
+        let (tx, rx) = mpsc::channel(self.event_capacity.max(1));
+        let subscribers = self.subscribers.clone();
+        self.with_driver(move |d, _| {
+            d.subscribe(&topic)?;
+            subscribers.add_topic(EventSender(tx), topic);
+            Ok::<_, HandleError>(())
+        })
+        .await??;
+        Ok(EventStream { rx })
+    }
+
+    /// Publishes `payload` on a BroadcastOnly topic. A full engine queue is
+    /// [`whisper_proto::topic::PublishError::QueueFull`]: back off and retry.
+    pub async fn publish(
+        &self,
+        topic: impl Into<String>,
+        payload: impl Into<Bytes>,
+    ) -> Result<RumorId, HandleError> {
+        let (topic, payload) = (topic.into(), payload.into());
+        self.with_driver(move |d, now| d.publish(now, &topic, payload))
+            .await?
+    }
+
+    /// Writes `value` under `key` in a StatefulMerge topic.
+    pub async fn put(
+        &self,
+        topic: impl Into<String>,
+        key: impl Into<Bytes>,
+        value: impl Into<Bytes>,
+    ) -> Result<(), HandleError> {
+        let (topic, key, value) = (topic.into(), key.into(), value.into());
+        self.with_driver(move |d, now| d.put(now, &topic, &key, &value))
+            .await?
+    }
+
+    /// Deletes `key` in a StatefulMerge topic.
+    pub async fn delete(
+        &self,
+        topic: impl Into<String>,
+        key: impl Into<Bytes>,
+    ) -> Result<(), HandleError> {
+        let (topic, key) = (topic.into(), key.into());
+        self.with_driver(move |d, now| d.delete(now, &topic, &key))
+            .await?
+    }
+
+    /// Queries a RequestResponse topic and waits for the replies (all asked peers, or
+    /// those that answered within `timeout`).
+    pub async fn query(
+        &self,
+        topic: impl Into<String>,
+        payload: impl Into<Bytes>,
+        timeout: std::time::Duration,
+    ) -> Result<QueryOutcome, HandleError> {
+        let (topic, payload) = (topic.into(), payload.into());
+        let (tx, rx) = oneshot::channel();
+        let reply = Box::new(move |outcome| {
+            let _ = tx.send(outcome);
+        });
+        self.with_driver(move |d, now| d.query(now, &topic, payload, timeout, reply))
+            .await??;
+        rx.await.map_err(|_| HandleError::Stopped)
+    }
+
+    /// The identified peers (node ids) on live connections.
+    pub async fn members(&self) -> Result<Vec<NodeId>, HandleError> {
+        self.with_driver(|d, _| d.peers().into_iter().map(|p| p.node).collect())
+            .await
+    }
+
+    /// Counters, members and per-topic store state in one call.
+    pub async fn snapshot(&self) -> Result<NodeSnapshot, HandleError> {
+        self.with_driver(|d, _| d.snapshot()).await
+    }
+
+    /// Saves delta watermarks now (also done at shutdown); 0 when not configured.
+    pub async fn save_delta(&self) -> Result<usize, HandleError> {
+        self.with_driver(|d, _| d.save_delta()).await?
     }
 
     /// The driver's counters (dials, reconnects, slow closes, …).

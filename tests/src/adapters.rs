@@ -12,9 +12,11 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use futures_lite::future;
-use whisper_proto::driver::{DriverConfig, DriverStats, HandleError};
+use whisper_proto::driver::{DriverConfig, DriverStats, HandleError, NodeSnapshot, QueryOutcome};
+use whisper_proto::rumor::RumorId;
+use whisper_proto::topic::TopicConfig;
 use whisper_proto::util::RetryPolicy;
-use whisper_proto::{Bytes, EngineStats, Event, NodeId, Role};
+use whisper_proto::{Bytes, Config, EngineStats, Event, NodeId, Role};
 
 pub mod scenarios;
 
@@ -43,6 +45,10 @@ pub struct Spec {
     pub peers: Vec<SocketAddr>,
     /// Adapter settings.
     pub driver: DriverConfig,
+    /// Engine settings ([`fast_config`] by default).
+    pub config: Config,
+    /// The node's seed.
+    pub seed: u64,
     /// Receives the node's id from its shutdown hook.
     pub on_shutdown: Option<mpsc::Sender<NodeId>>,
 }
@@ -55,6 +61,8 @@ impl Spec {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             peers: Vec::new(),
             driver: fast_driver(),
+            config: fast_config(),
+            seed: 0,
             on_shutdown: None,
         }
     }
@@ -69,6 +77,14 @@ impl Spec {
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = addr;
         self
+    }
+}
+
+/// Engine settings for tests: a G1 round with each dialed peer every 100 ms.
+pub fn fast_config() -> Config {
+    Config {
+        gossip_interval: Duration::from_millis(100),
+        ..Config::default()
     }
 }
 
@@ -114,6 +130,30 @@ pub trait TestNode: Send {
     fn broadcast_custom(&self, body: Bytes) -> Result<usize, HandleError>;
     /// The next event within `timeout`.
     fn next_event(&mut self, timeout: Duration) -> Option<Event>;
+    /// Registers a topic.
+    fn register_topic(&self, name: &str, config: TopicConfig) -> Result<(), HandleError>;
+    /// Subscribes to a BroadcastOnly topic; its messages come from
+    /// [`TestNode::next_message`].
+    fn subscribe(&mut self, topic: &str) -> Result<(), HandleError>;
+    /// The next message of a subscribed topic within `timeout` (zero: only one already
+    /// waiting).
+    fn next_message(&mut self, timeout: Duration) -> Option<Event>;
+    /// Publishes on a BroadcastOnly topic.
+    fn publish(&self, topic: &str, payload: Bytes) -> Result<RumorId, HandleError>;
+    /// Writes a record.
+    fn put(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), HandleError>;
+    /// Queries a RequestResponse topic.
+    fn query(
+        &self,
+        topic: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<QueryOutcome, HandleError>;
+    /// Counters, members and stores.
+    fn snapshot(&self) -> NodeSnapshot;
+    /// Publishes `payload` `count` times in one command (stops at the first error);
+    /// returns how many were published.
+    fn publish_batch(&self, topic: &str, payload: Bytes, count: usize) -> usize;
     /// Graceful shutdown; returns once the node has stopped.
     fn shutdown(self: Box<Self>);
 }
@@ -221,11 +261,14 @@ struct TokioNode {
     id: NodeId,
     handle: whisper_tokio::Handle,
     events: whisper_tokio::EventStream,
+    messages: Vec<whisper_tokio::EventStream>,
 }
 
 impl TokioNode {
     fn start(spec: &Spec) -> Result<Self, HandleError> {
         let mut b = whisper_tokio::Builder::new(spec.id.clone())
+            .config(spec.config.clone())
+            .seed(spec.seed)
             .listen(spec.listen)
             .driver_config(spec.driver.clone())
             .frame_kind(KIND, 64 * 1024);
@@ -241,6 +284,7 @@ impl TokioNode {
             id: spec.id.clone(),
             handle,
             events,
+            messages: Vec::new(),
         })
     }
 }
@@ -286,6 +330,57 @@ impl TestNode for TokioNode {
                 .flatten()
         })
     }
+    fn register_topic(&self, name: &str, config: TopicConfig) -> Result<(), HandleError> {
+        tokio_rt().block_on(self.handle.register_topic(name, config))
+    }
+    fn subscribe(&mut self, topic: &str) -> Result<(), HandleError> {
+        let stream = tokio_rt().block_on(self.handle.subscribe(topic))?;
+        self.messages.push(stream);
+        Ok(())
+    }
+    fn next_message(&mut self, timeout: Duration) -> Option<Event> {
+        let end = std::time::Instant::now() + timeout;
+        loop {
+            for m in &mut self.messages {
+                if let Some(e) = m.try_next() {
+                    return Some(e);
+                }
+            }
+            if std::time::Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    fn publish(&self, topic: &str, payload: Bytes) -> Result<RumorId, HandleError> {
+        tokio_rt().block_on(self.handle.publish(topic, payload))
+    }
+    fn put(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), HandleError> {
+        let (k, v) = (Bytes::copy_from_slice(key), Bytes::copy_from_slice(value));
+        tokio_rt().block_on(self.handle.put(topic, k, v))
+    }
+    fn query(
+        &self,
+        topic: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<QueryOutcome, HandleError> {
+        tokio_rt().block_on(self.handle.query(topic, payload, timeout))
+    }
+    fn snapshot(&self) -> NodeSnapshot {
+        tokio_rt()
+            .block_on(self.handle.snapshot())
+            .expect("running")
+    }
+    fn publish_batch(&self, topic: &str, payload: Bytes, count: usize) -> usize {
+        let topic = topic.to_owned();
+        let f = move |d: &mut whisper_proto::driver::Driver, now| {
+            (0..count)
+                .take_while(|_| d.publish(now, &topic, payload.clone()).is_ok())
+                .count()
+        };
+        tokio_rt().block_on(self.handle.with_driver(f)).unwrap_or(0)
+    }
     fn shutdown(self: Box<Self>) {
         tokio_rt().block_on(self.handle.shutdown());
     }
@@ -297,11 +392,14 @@ struct SmolNode {
     id: NodeId,
     handle: whisper_smol::Handle,
     events: whisper_smol::EventStream,
+    messages: Vec<whisper_smol::EventStream>,
 }
 
 impl SmolNode {
     fn start(spec: &Spec) -> Result<Self, HandleError> {
         let mut b = whisper_smol::Builder::new(spec.id.clone())
+            .config(spec.config.clone())
+            .seed(spec.seed)
             .listen(spec.listen)
             .driver_config(spec.driver.clone())
             .frame_kind(KIND, 64 * 1024);
@@ -317,6 +415,7 @@ impl SmolNode {
             id: spec.id.clone(),
             handle,
             events,
+            messages: Vec::new(),
         })
     }
 }
@@ -357,6 +456,55 @@ impl TestNode for SmolNode {
             None
         }))
     }
+    fn register_topic(&self, name: &str, config: TopicConfig) -> Result<(), HandleError> {
+        smol::block_on(self.handle.register_topic(name, config))
+    }
+    fn subscribe(&mut self, topic: &str) -> Result<(), HandleError> {
+        let stream = smol::block_on(self.handle.subscribe(topic))?;
+        self.messages.push(stream);
+        Ok(())
+    }
+    fn next_message(&mut self, timeout: Duration) -> Option<Event> {
+        let end = std::time::Instant::now() + timeout;
+        loop {
+            for m in &mut self.messages {
+                if let Some(e) = m.try_next() {
+                    return Some(e);
+                }
+            }
+            if std::time::Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    fn publish(&self, topic: &str, payload: Bytes) -> Result<RumorId, HandleError> {
+        smol::block_on(self.handle.publish(topic, payload))
+    }
+    fn put(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), HandleError> {
+        let (k, v) = (Bytes::copy_from_slice(key), Bytes::copy_from_slice(value));
+        smol::block_on(self.handle.put(topic, k, v))
+    }
+    fn query(
+        &self,
+        topic: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<QueryOutcome, HandleError> {
+        smol::block_on(self.handle.query(topic, payload, timeout))
+    }
+    fn snapshot(&self) -> NodeSnapshot {
+        smol::block_on(self.handle.snapshot()).expect("running")
+    }
+    fn publish_batch(&self, topic: &str, payload: Bytes, count: usize) -> usize {
+        let topic = topic.to_owned();
+        let f = move |d: &mut whisper_proto::driver::Driver, now| {
+            (0..count)
+                .take_while(|_| d.publish(now, &topic, payload.clone()).is_ok())
+                .count()
+        };
+        smol::block_on(self.handle.with_driver(f)).unwrap_or(0)
+    }
     fn shutdown(self: Box<Self>) {
         smol::block_on(self.handle.shutdown());
     }
@@ -368,12 +516,15 @@ struct MioNode {
     id: NodeId,
     handle: whisper_mio::Handle,
     events: mpsc::Receiver<Event>,
+    messages: Vec<mpsc::Receiver<Event>>,
     thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
 
 impl MioNode {
     fn start(spec: &Spec) -> Result<Self, HandleError> {
         let mut b = whisper_mio::Builder::new(spec.id.clone())
+            .config(spec.config.clone())
+            .seed(spec.seed)
             .listen(spec.listen)
             .driver_config(spec.driver.clone())
             .frame_kind(KIND, 64 * 1024);
@@ -392,6 +543,7 @@ impl MioNode {
             id: spec.id.clone(),
             handle,
             events,
+            messages: Vec::new(),
             thread: Some(thread),
         })
     }
@@ -430,6 +582,55 @@ impl TestNode for MioNode {
     }
     fn next_event(&mut self, timeout: Duration) -> Option<Event> {
         self.events.recv_timeout(timeout).ok()
+    }
+    fn register_topic(&self, name: &str, config: TopicConfig) -> Result<(), HandleError> {
+        self.handle.register_topic(name, config)
+    }
+    fn subscribe(&mut self, topic: &str) -> Result<(), HandleError> {
+        let rx = self.handle.subscribe(topic)?;
+        self.messages.push(rx);
+        Ok(())
+    }
+    fn next_message(&mut self, timeout: Duration) -> Option<Event> {
+        let end = std::time::Instant::now() + timeout;
+        loop {
+            for m in &self.messages {
+                if let Ok(e) = m.try_recv() {
+                    return Some(e);
+                }
+            }
+            if std::time::Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    fn publish(&self, topic: &str, payload: Bytes) -> Result<RumorId, HandleError> {
+        self.handle.publish(topic, payload)
+    }
+    fn put(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), HandleError> {
+        let (k, v) = (Bytes::copy_from_slice(key), Bytes::copy_from_slice(value));
+        self.handle.put(topic, k, v)
+    }
+    fn query(
+        &self,
+        topic: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<QueryOutcome, HandleError> {
+        self.handle.query(topic, payload, timeout)
+    }
+    fn snapshot(&self) -> NodeSnapshot {
+        self.handle.snapshot().expect("running")
+    }
+    fn publish_batch(&self, topic: &str, payload: Bytes, count: usize) -> usize {
+        let topic = topic.to_owned();
+        let f = move |d: &mut whisper_proto::driver::Driver, now| {
+            (0..count)
+                .take_while(|_| d.publish(now, &topic, payload.clone()).is_ok())
+                .count()
+        };
+        self.handle.with_driver(f).unwrap_or(0)
     }
     fn shutdown(mut self: Box<Self>) {
         self.handle.shutdown();

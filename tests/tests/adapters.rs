@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use whisper_tests::adapters::Kind::{Mio, Smol, Tokio};
 use whisper_tests::adapters::scenarios::{
-    connect_and_exchange, garbage_is_closed, mutual_dial_settles, reconnect, shutdown_closes,
+    broadcast_reaches_all, connect_and_exchange, garbage_is_closed, mutual_dial_settles,
+    query_gets_replies, reconnect, records_converge, restart_catches_up, shutdown_closes,
     slow_peer_is_closed,
 };
 use whisper_tests::adapters::with_deadline;
@@ -49,4 +50,24 @@ scenario! {
     mixed_mutual_dial_tokio_mio => mutual_dial_settles(Tokio, Mio);
     mixed_mutual_dial_smol_tokio => mutual_dial_settles(Smol, Tokio);
     mixed_mutual_dial_mio_smol => mutual_dial_settles(Mio, Smol);
+
+    tokio_broadcast => broadcast_reaches_all(&[Tokio, Tokio, Tokio]);
+    smol_broadcast => broadcast_reaches_all(&[Smol, Smol, Smol]);
+    mio_broadcast => broadcast_reaches_all(&[Mio, Mio, Mio]);
+    mixed_broadcast => broadcast_reaches_all(&[Tokio, Smol, Mio, Tokio, Smol]);
+
+    tokio_records_converge => records_converge(&[Tokio; 5], 1_000);
+    smol_records_converge => records_converge(&[Smol; 5], 1_000);
+    mio_records_converge => records_converge(&[Mio; 5], 1_000);
+    mixed_records_converge => records_converge(&[Tokio, Smol, Mio, Tokio, Smol], 1_000);
+
+    tokio_query => query_gets_replies(&[Tokio, Tokio, Tokio]);
+    smol_query => query_gets_replies(&[Smol, Smol, Smol]);
+    mio_query => query_gets_replies(&[Mio, Mio, Mio]);
+    mixed_query => query_gets_replies(&[Mio, Tokio, Smol]);
+
+    tokio_restart => restart_catches_up(&[Tokio, Tokio], Tokio);
+    smol_restart => restart_catches_up(&[Smol, Smol], Smol);
+    mio_restart => restart_catches_up(&[Mio, Mio], Mio);
+    mixed_restart => restart_catches_up(&[Tokio, Smol], Mio);
 }

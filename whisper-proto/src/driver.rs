@@ -13,6 +13,12 @@
 //! - [`Output`]: the small, adapter-facing result of draining: write, close, emit, dial.
 //! - [`Subscribers`]: fan-out of [`Event`]s to any number of bounded subscriber channels.
 //! - [`HandleError`]: what an adapter's handle methods fail with.
+//! - The typed commands every adapter's handle wraps: [`Driver::register_topic`],
+//!   [`Driver::subscribe`], [`Driver::publish`], [`Driver::put`], [`Driver::delete`],
+//!   [`Driver::query`] (resolved through a query-id → reply table filled from
+//!   [`Event::QueryComplete`]), [`Driver::snapshot`], and delta persistence
+//!   ([`DriverConfig::persist_dir`]: loaded when a StatefulMerge topic is registered,
+//!   saved at [`Driver::finish`]).
 //!
 //! Only this module reads the OS clock ([`Clock`]); the [`Driver`] itself, like the
 //! engine, takes `now` in every input, so it is unit-tested on virtual time.
@@ -78,10 +84,16 @@ use bytes::{Bytes, BytesMut};
 
 use crate::action::{Action, Event};
 use crate::config::{Config, ConfigError};
-use crate::engine::{CommandError, Engine, Identity, Role};
+use crate::delta::{DeltaPersistence, JsonFile, PersistError};
+use crate::engine::{CommandError, Engine, EngineStats, Identity, Role};
 use crate::node::{ConnId, NodeId};
 use crate::rng::Rng;
+use crate::rumor::RumorId;
+use crate::store::StoreError;
 use crate::time::{Duration, Instant};
+use crate::topic::{
+    PublishError, QueryError, QueryId, QueryReply, TopicConfig, TopicError, TopicMode,
+};
 use crate::util::log::targets;
 use crate::util::{BreakerState, CircuitBreaker, Retrier, RetryDecision, RetryPolicy};
 use crate::wire::RegisterError;
@@ -171,6 +183,10 @@ pub struct DriverConfig {
     pub input_capacity: usize,
     /// Size of the buffer each read fills (default 64 KiB).
     pub read_buffer: usize,
+    /// Where delta watermarks persist across restarts (default `None`: not persisted).
+    /// When set, `<dir>/delta.json` ([`JsonFile`]) is loaded for every StatefulMerge
+    /// topic as it is registered, and saved when the driver finishes.
+    pub persist_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for DriverConfig {
@@ -188,11 +204,12 @@ impl Default for DriverConfig {
             event_capacity: 1024,
             input_capacity: 1024,
             read_buffer: 64 << 10,
+            persist_dir: None,
         }
     }
 }
 
-/// Driver counters, next to the engine's [`EngineStats`](crate::EngineStats). Cheap to copy.
+/// Driver counters, next to the engine's [`EngineStats`]. Cheap to copy.
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
 #[non_exhaustive]
 pub struct DriverStats {
@@ -339,6 +356,55 @@ pub enum HandleError {
     /// An I/O error (binding, connecting).
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// Unknown topic, wrong mode, or a name already taken.
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    /// The engine refused a publish (too large, or its action queue is full:
+    /// backpressure, retry later).
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    /// The engine refused a query (no responders, too many pending, too large, queue
+    /// full).
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// The store refused a write.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Delta persistence failed.
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+    /// A blocking call's timeout passed before its answer.
+    #[error("timed out")]
+    TimedOut,
+}
+
+/// The result of a query: what [`Event::QueryComplete`] carried.
+#[derive(Clone, Debug, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct QueryOutcome {
+    /// The query.
+    pub id: QueryId,
+    /// The replies, in arrival order.
+    pub replies: Vec<QueryReply>,
+    /// True when the deadline passed before every asked peer answered.
+    pub timed_out: bool,
+}
+
+/// Called once with a query's outcome; an adapter sends it down its reply channel.
+pub type QueryCallback = Box<dyn FnOnce(QueryOutcome) + Send>;
+
+/// A cheap view of a node for monitoring: counters, peers and per-topic store state.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+#[non_exhaustive]
+pub struct NodeSnapshot {
+    /// The engine's counters.
+    pub engine: EngineStats,
+    /// The driver's counters.
+    pub driver: DriverStats,
+    /// Identified peers on live connections.
+    pub members: Vec<NodeId>,
+    /// Per StatefulMerge topic: (name, record count, store fingerprint).
+    pub stores: Vec<(String, usize, u64)>,
 }
 
 // ---- the driver ---------------------------------------------------------------------
@@ -407,6 +473,9 @@ pub struct Driver {
     stats: DriverStats,
     shutting_down: bool,
     hook: Option<ShutdownHook>,
+    /// Open queries' reply callbacks, resolved from [`Event::QueryComplete`].
+    queries: BTreeMap<QueryId, QueryCallback>,
+    stateful: Vec<String>,
 }
 
 impl fmt::Debug for Driver {
@@ -452,6 +521,8 @@ impl Driver {
             stats: DriverStats::default(),
             shutting_down: false,
             hook: None,
+            queries: BTreeMap::new(),
+            stateful: Vec::new(),
         }
     }
 
@@ -618,6 +689,135 @@ impl Driver {
         Ok(conns.len())
     }
 
+    /// Registers a topic. For a StatefulMerge topic with [`DriverConfig::persist_dir`]
+    /// set, that topic's saved delta watermarks are loaded (an unreadable file is
+    /// logged and ignored: every peer then starts with a full sync).
+    pub fn register_topic(
+        &mut self,
+        now: Instant,
+        name: &str,
+        config: TopicConfig,
+    ) -> Result<(), HandleError> {
+        self.advance(now);
+        let stateful = config.mode == TopicMode::StatefulMerge;
+        self.engine.register_topic(name, config)?;
+        if stateful {
+            self.stateful.push(String::from(name));
+            if let Some(mut file) = self.delta_file() {
+                match file.load() {
+                    Ok(states) => {
+                        let mine: Vec<_> = states.into_iter().filter(|s| s.topic == name).collect();
+                        let n = self.engine.import_delta(
+                            self.now,
+                            &mine,
+                            crate::config::defaults::DELTA_LOAD_MAX_AGE,
+                        );
+                        tracing::debug!(target: targets::ADAPTER, topic = name, loaded = n, "delta state loaded");
+                    }
+                    Err(error) => {
+                        tracing::warn!(target: targets::ADAPTER, %error, "delta state unreadable; full sync");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers `topic`'s broadcasts to this node (see [`Engine::subscribe`]).
+    pub fn subscribe(&mut self, topic: &str) -> Result<(), HandleError> {
+        Ok(self.engine.subscribe(topic)?)
+    }
+
+    /// Publishes on a BroadcastOnly topic; errors (including a full action queue) are
+    /// typed and leave no state behind.
+    pub fn publish(
+        &mut self,
+        now: Instant,
+        topic: &str,
+        payload: Bytes,
+    ) -> Result<RumorId, HandleError> {
+        self.advance(now);
+        Ok(self.engine.publish(self.now, topic, payload)?)
+    }
+
+    /// Writes `value` under `key` in a StatefulMerge topic.
+    pub fn put(
+        &mut self,
+        now: Instant,
+        topic: &str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), HandleError> {
+        self.advance(now);
+        self.engine.put(self.now, topic, key, value)?;
+        Ok(())
+    }
+
+    /// Deletes `key` in a StatefulMerge topic.
+    pub fn delete(&mut self, now: Instant, topic: &str, key: &[u8]) -> Result<(), HandleError> {
+        self.advance(now);
+        self.engine.delete(self.now, topic, key)?;
+        Ok(())
+    }
+
+    /// Queries a RequestResponse topic; `reply` is called once with the outcome (when
+    /// every asked peer answered or at `timeout`). Not called when this returns an
+    /// error, nor when the driver is dropped first.
+    pub fn query(
+        &mut self,
+        now: Instant,
+        topic: &str,
+        payload: Bytes,
+        timeout: Duration,
+        reply: QueryCallback,
+    ) -> Result<QueryId, HandleError> {
+        self.advance(now);
+        let id = self.engine.query(self.now, topic, payload, timeout)?;
+        self.queries.insert(id, reply);
+        Ok(id)
+    }
+
+    /// Queries whose outcome has not arrived yet.
+    pub fn pending_queries(&self) -> usize {
+        self.queries.len()
+    }
+
+    /// Counters, members and per-topic store state.
+    pub fn snapshot(&self) -> NodeSnapshot {
+        let stores = self
+            .stateful
+            .iter()
+            .filter_map(|t| {
+                let s = self.engine.store(t)?;
+                let len = self
+                    .engine
+                    .mem_store(t)
+                    .map_or(0, crate::store::MemStore::len);
+                Some((t.clone(), len, s.fingerprint()))
+            })
+            .collect();
+        NodeSnapshot {
+            engine: self.engine.stats(),
+            driver: self.stats,
+            members: self.peers().into_iter().map(|p| p.node).collect(),
+            stores,
+        }
+    }
+
+    /// Saves delta watermarks to [`DriverConfig::persist_dir`] now (also done at
+    /// [`Driver::finish`]); returns how many entries, 0 when not configured.
+    pub fn save_delta(&self) -> Result<usize, HandleError> {
+        match self.delta_file() {
+            Some(mut file) => Ok(self.engine.save_delta(&mut file)?),
+            None => Ok(0),
+        }
+    }
+
+    fn delta_file(&self) -> Option<JsonFile> {
+        let dir = self.config.persist_dir.as_ref()?;
+        Some(JsonFile::new(dir.join("delta.json")))
+    }
+
     /// Sets the hook [`Driver::finish`] calls.
     pub fn set_shutdown_hook(&mut self, hook: ShutdownHook) {
         self.hook = Some(hook);
@@ -649,9 +849,13 @@ impl Driver {
         }
     }
 
-    /// Runs the shutdown hook, if any. Call once [`Driver::is_finished`].
+    /// Saves delta watermarks (when [`DriverConfig::persist_dir`] is set), then runs the
+    /// shutdown hook, if any. Call once [`Driver::is_finished`].
     pub fn finish(mut self, now: Instant) {
         self.advance(now);
+        if let Err(error) = self.save_delta() {
+            tracing::warn!(target: targets::ADAPTER, %error, "delta state not saved");
+        }
         if let Some(hook) = self.hook.take() {
             hook(&mut self.engine, self.now);
         }
@@ -862,6 +1066,21 @@ impl Driver {
             Action::Emit(event) => {
                 if let Event::PeerUp { conn, peer, .. } = &event {
                     self.peer_up(*conn, peer.clone());
+                }
+                if let Event::QueryComplete {
+                    id,
+                    replies,
+                    timed_out,
+                    ..
+                } = &event
+                {
+                    if let Some(reply) = self.queries.remove(id) {
+                        reply(QueryOutcome {
+                            id: *id,
+                            replies: replies.clone(),
+                            timed_out: *timed_out,
+                        });
+                    }
                 }
                 self.out.push_back(Output::Emit(event));
             }
@@ -1114,7 +1333,8 @@ pub struct Subscribers<S> {
 }
 
 struct SubscribersInner<S> {
-    sinks: Vec<S>,
+    /// Each sink with its topic filter (`None`: every event).
+    sinks: Vec<(S, Option<String>)>,
     dropped: u64,
 }
 
@@ -1155,20 +1375,36 @@ impl<S: EventSink> Subscribers<S> {
 
     /// Adds a subscriber; it receives every event delivered from now on.
     pub fn add(&self, sink: S) {
-        self.lock().sinks.push(sink);
+        self.lock().sinks.push((sink, None));
+    }
+
+    /// Adds a subscriber that receives only [`Event::Message`]s of `topic`.
+    pub fn add_topic(&self, sink: S, topic: impl Into<String>) {
+        self.lock().sinks.push((sink, Some(topic.into())));
     }
 
     /// Offers `event` to every subscriber; drops closed ones.
     pub fn deliver(&self, event: &Event) {
         let mut inner = self.lock();
         let mut dropped = 0;
-        inner.sinks.retain_mut(|sink| match sink.offer(event) {
-            Offer::Accepted => true,
-            Offer::Full => {
-                dropped += 1;
-                true
+        let message_topic = match event {
+            Event::Message { topic, .. } => Some(topic.as_str()),
+            _ => None,
+        };
+        inner.sinks.retain_mut(|(sink, filter)| {
+            if let Some(want) = filter {
+                if message_topic != Some(want.as_str()) {
+                    return true;
+                }
             }
-            Offer::Closed => false,
+            match sink.offer(event) {
+                Offer::Accepted => true,
+                Offer::Full => {
+                    dropped += 1;
+                    true
+                }
+                Offer::Closed => false,
+            }
         });
         inner.dropped += dropped;
     }

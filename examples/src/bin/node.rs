@@ -1,6 +1,10 @@
-//! A whisper node on tokio: listens, dials its peers (and redials them), prints peer
-//! up/down events and the custom frames it receives, and sends every stdin line to all
-//! peers as a custom frame of kind 0x5801 (a stand-in until `publish` lands).
+//! A whisper node on tokio: listens, dials its peers (and redials them), and joins a
+//! BroadcastOnly topic (`--topic`, default `chat`) and the StatefulMerge topic `kv`
+//! (an in-memory store).
+//!
+//! stdin: `put KEY VALUE` writes a record, `stats` prints the store's record count and
+//! fingerprint, any other line is published on the topic. stdout: `listening on ADDR`
+//! once ready, then peers coming and going, messages and applied records.
 //!
 //! ```text
 //! cargo run -p whisper-examples --bin node -- --id alice --listen 127.0.0.1:7000
@@ -11,30 +15,35 @@ use std::io::BufRead;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use whisper_tokio::{Builder, Bytes, Event, NodeId};
+use whisper_tokio::{Builder, Config, Event, MemStore, NodeId, TopicConfig};
 
-/// The custom frame kind stdin lines travel in.
-const LINE: u16 = 0x5801;
+/// The StatefulMerge topic `put` writes to.
+const KV: &str = "kv";
+/// Every node's store hashes with this key, so fingerprints compare across nodes.
+const STORE_KEY: [u8; 32] = [0x5a; 32];
 
 struct Args {
     id: NodeId,
     listen: SocketAddr,
     peers: Vec<String>,
+    topic: String,
 }
 
 fn usage() -> String {
-    "usage: node --id NAME --listen ADDR [--peer ADDR]...".into()
+    "usage: node --id NAME --listen ADDR [--peer ADDR]... [--topic T]".into()
 }
 
 fn parse() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut id, mut listen, mut peers) = (None, None, Vec::new());
+    let mut topic = String::from("chat");
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--id" => id = Some(NodeId::new(value()?.into_bytes()).ok_or("id: 1..=64 bytes")?),
             "--listen" => listen = Some(value()?.parse().map_err(|e| format!("--listen: {e}"))?),
             "--peer" => peers.push(value()?),
+            "--topic" => topic = value()?,
             "-h" | "--help" => return Err(usage()),
             other => return Err(format!("unknown argument {other}\n{}", usage())),
         }
@@ -43,6 +52,7 @@ fn parse() -> Result<Args, String> {
         id: id.ok_or_else(usage)?,
         listen: listen.ok_or_else(usage)?,
         peers,
+        topic,
     })
 }
 
@@ -74,15 +84,25 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), whisper_tokio::HandleError> {
+    let me = args.id.clone();
+    let config = Config {
+        gossip_interval: std::time::Duration::from_millis(200),
+        ..Config::default()
+    };
     let mut builder = Builder::new(args.id)
+        .config(config)
         .listen(args.listen)
-        .frame_kind(LINE, 64 * 1024)
         .seed(std::process::id().into());
     for peer in args.peers {
         builder = builder.peer(peer);
     }
     let mut events = builder.events();
     let node = builder.spawn().await?;
+    node.register_topic(args.topic.clone(), TopicConfig::broadcast())
+        .await?;
+    let mut messages = node.subscribe(args.topic.clone()).await?;
+    node.register_topic(KV, TopicConfig::stateful(MemStore::new(me, STORE_KEY)))
+        .await?;
     if let Some(addr) = node.local_addr() {
         println!("listening on {addr}");
     }
@@ -103,23 +123,52 @@ async fn run(args: Args) -> Result<(), whisper_tokio::HandleError> {
             event = events.next() => match event {
                 Some(Event::PeerUp { peer, conn, .. }) => println!("peer up: {peer} ({conn})"),
                 Some(Event::PeerDown { peer, conn }) => println!("peer down: {peer} ({conn})"),
-                Some(Event::CustomFrame { peer, magic: LINE, body, .. }) => {
-                    println!("{peer}: {}", String::from_utf8_lossy(&body));
+                Some(Event::RecordApplied { peer, topic, records }) => {
+                    println!("applied {records} record(s) on {topic} from {peer}");
+                }
+                Some(_) => {}
+                None => break,
+            },
+            message = messages.next() => match message {
+                Some(Event::Message { from, payload, hop, .. }) => {
+                    println!("message from {from} (hop {hop}): {}", String::from_utf8_lossy(&payload));
                 }
                 Some(_) => {}
                 None => break,
             },
             line = lines.recv() => match line {
-                Some(line) => {
-                    let sent = node.broadcast_custom(LINE, Bytes::from(line)).await?;
-                    if sent == 0 {
-                        println!("(no peers)");
-                    }
-                }
+                Some(line) => command(&node, &args.topic, line.trim()).await,
                 None => break,
             },
         }
     }
     node.shutdown().await;
     Ok(())
+}
+
+async fn command(node: &whisper_tokio::Handle, topic: &str, line: &str) {
+    let mut words = line.splitn(3, ' ');
+    let result = match (words.next(), words.next(), words.next()) {
+        (Some("put"), Some(key), Some(value)) => {
+            let (key, value) = (key.to_owned(), value.to_owned());
+            node.put(KV, key, value).await.map(|()| "ok".to_owned())
+        }
+        (Some("stats"), None, None) => node.snapshot().await.map(|s| {
+            let (n, f) = s
+                .stores
+                .iter()
+                .find(|(t, _, _)| t == KV)
+                .map_or((0, 0), |(_, n, f)| (*n, *f));
+            format!("records {n} fingerprint {f:016x} peers {}", s.members.len())
+        }),
+        _ if line.is_empty() => return,
+        _ => node
+            .publish(topic.to_owned(), line.to_owned())
+            .await
+            .map(|id| format!("published {id}")),
+    };
+    match result {
+        Ok(text) => println!("{text}"),
+        Err(e) => println!("error: {e}"),
+    }
 }

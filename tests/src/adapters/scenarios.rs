@@ -9,7 +9,8 @@ use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use whisper_proto::{Bytes, Event, NodeId, Role};
+use whisper_proto::topic::TopicConfig;
+use whisper_proto::{Bytes, Event, MemStore, NodeId, Role};
 
 use super::{KIND, Kind, Spec, TestNode, start, wait_event, wait_until};
 
@@ -299,4 +300,203 @@ pub fn slow_peer_is_closed(kind: Kind, peer_kind: Kind) {
     drop(raw);
     server.shutdown();
     good.shutdown();
+}
+
+// ---- topics through the typed handle methods ----------------------------------------------
+
+/// The BroadcastOnly topic the topic scenarios publish on.
+pub const CHAT: &str = "chat";
+/// The StatefulMerge topic the topic scenarios write to.
+pub const KV: &str = "kv";
+/// The RequestResponse topic the query scenario asks.
+pub const ASK: &str = "ask";
+/// The key every node's [`MemStore`] hashes with (fingerprints compare across nodes).
+pub const STORE_KEY: [u8; 32] = [0x5a; 32];
+
+/// Registers [`CHAT`] (subscribed) and [`KV`] (a [`MemStore`]) on `node`.
+pub fn register_topics(node: &mut dyn TestNode) {
+    node.register_topic(CHAT, TopicConfig::broadcast())
+        .expect("register chat");
+    node.subscribe(CHAT).expect("subscribe chat");
+    node.register_topic(
+        KV,
+        TopicConfig::stateful(MemStore::new(node.id(), STORE_KEY)),
+    )
+    .expect("register kv");
+}
+
+/// `(record count, fingerprint)` of `node`'s [`KV`] store.
+pub fn kv_state(node: &dyn TestNode) -> (usize, u64) {
+    node.snapshot()
+        .stores
+        .iter()
+        .find(|(t, _, _)| t == KV)
+        .map(|(_, n, f)| (*n, *f))
+        .unwrap_or_default()
+}
+
+/// Waits until every node's [`KV`] store holds `records` records with one fingerprint.
+pub fn wait_converged(nodes: &[Box<dyn TestNode>], records: usize, limit: Duration) {
+    let mut last = Vec::new();
+    let ok = wait_until(limit, || {
+        last = nodes.iter().map(|n| kv_state(n.as_ref())).collect();
+        last.iter().all(|s| s.0 == records) && last.windows(2).all(|w| w[0].1 == w[1].1)
+    });
+    assert!(ok, "stores did not converge on {records} records: {last:?}");
+}
+
+/// A message published on one node reaches every node (its publisher included) once.
+pub fn broadcast_reaches_all(kinds: &[Kind]) {
+    let mut nodes = mesh(kinds);
+    for n in &mut nodes {
+        register_topics(n.as_mut());
+    }
+    let all = ids(&nodes);
+    let id = nodes[0]
+        .publish(CHAT, Bytes::from_static(b"hello all"))
+        .expect("publish");
+    for (i, node) in nodes.iter_mut().enumerate() {
+        let got = node.next_message(WAIT);
+        match got {
+            Some(Event::Message {
+                topic,
+                from,
+                payload,
+                id: got_id,
+                ..
+            }) => {
+                assert_eq!(topic, CHAT);
+                assert_eq!(from, all[0]);
+                assert_eq!(payload.as_ref(), b"hello all");
+                assert_eq!(got_id, id);
+            }
+            other => panic!("{}: no message: {other:?}", all[i]),
+        }
+    }
+    // Exactly once.
+    std::thread::sleep(Duration::from_millis(100));
+    for node in &mut nodes {
+        assert!(node.next_message(Duration::ZERO).is_none());
+    }
+    for node in nodes {
+        node.shutdown();
+    }
+}
+
+/// `records` records written on random nodes converge on every node.
+pub fn records_converge(kinds: &[Kind], records: usize) {
+    let mut nodes = mesh(kinds);
+    for n in &mut nodes {
+        register_topics(n.as_mut());
+    }
+    for i in 0..records {
+        let node = &nodes[(i * 7 + 3) % nodes.len()];
+        node.put(
+            KV,
+            format!("key-{i}").as_bytes(),
+            format!("value-{i}").as_bytes(),
+        )
+        .expect("put");
+    }
+    wait_converged(&nodes, records, Duration::from_secs(15));
+    for node in nodes {
+        node.shutdown();
+    }
+}
+
+/// A query reaches every peer serving the topic and its replies come back.
+pub fn query_gets_replies(kinds: &[Kind]) {
+    let nodes = mesh(kinds);
+    for (i, n) in nodes.iter().enumerate().skip(1) {
+        let handler = move |_: &NodeId, _: &str, payload: &[u8]| {
+            Some(Bytes::from(format!(
+                "{i}:{}",
+                String::from_utf8_lossy(payload)
+            )))
+        };
+        n.register_topic(ASK, TopicConfig::request_response(handler))
+            .expect("register ask");
+    }
+    // The asker registers too (it must know the topic); its handler is never asked.
+    nodes[0]
+        .register_topic(
+            ASK,
+            TopicConfig::request_response(|_: &NodeId, _: &str, _: &[u8]| None),
+        )
+        .expect("register ask");
+    // Announcements travel after registration: retry until every responder is known.
+    let want: BTreeSet<String> = (1..nodes.len()).map(|i| format!("{i}:ping")).collect();
+    let mut last = None;
+    let ok = wait_until(WAIT, || {
+        match nodes[0].query(ASK, Bytes::from_static(b"ping"), Duration::from_secs(2)) {
+            Ok(outcome) => {
+                let got: BTreeSet<String> = outcome
+                    .replies
+                    .iter()
+                    .map(|r| String::from_utf8_lossy(&r.payload).into_owned())
+                    .collect();
+                let done = got == want && !outcome.timed_out;
+                last = Some(format!("{outcome:?}"));
+                done
+            }
+            Err(e) => {
+                last = Some(e.to_string());
+                false
+            }
+        }
+    });
+    assert!(ok, "query never got every reply: {last:?}");
+    for node in nodes {
+        node.shutdown();
+    }
+}
+
+/// A node is shut down (saving its delta watermarks), records are written while it is
+/// down, and after a restart on the same address with the same id it catches up.
+pub fn restart_catches_up(kinds: &[Kind], restarted: Kind) {
+    let dir = std::env::temp_dir().join(format!(
+        "whisper-restart-{}-{}",
+        std::process::id(),
+        name(restarted)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut nodes = mesh(kinds);
+    for n in &mut nodes {
+        register_topics(n.as_mut());
+    }
+    let peers: Vec<_> = nodes.iter().map(|n| n.addr()).collect();
+    let mut spec = Spec::new("late");
+    spec.driver.persist_dir = Some(dir.clone());
+    for &p in &peers {
+        spec = spec.peer(p);
+    }
+    let mut late = start(restarted, &spec);
+    register_topics(late.as_mut());
+    for i in 0..100 {
+        nodes[i % nodes.len()]
+            .put(KV, format!("before-{i}").as_bytes(), b"1")
+            .expect("put");
+    }
+    nodes.push(late);
+    wait_converged(&nodes, 100, Duration::from_secs(10));
+    let late = nodes.pop().expect("late");
+    let addr = late.addr();
+    late.shutdown();
+    assert!(
+        dir.join("delta.json").exists(),
+        "no delta state saved in {dir:?}"
+    );
+    for i in 0..200 {
+        nodes[i % nodes.len()]
+            .put(KV, format!("during-{i}").as_bytes(), b"2")
+            .expect("put");
+    }
+    let mut late = start(restarted, &spec.listen(addr));
+    register_topics(late.as_mut());
+    nodes.push(late);
+    wait_converged(&nodes, 300, Duration::from_secs(10));
+    for node in nodes {
+        node.shutdown();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -571,3 +571,132 @@ fn subscribers_drop_for_the_slow_and_forget_the_gone() {
     assert_eq!(fast_rx.try_iter().count(), 2);
     assert_eq!(slow_rx.try_iter().count(), 1);
 }
+
+#[test]
+fn topic_subscribers_get_only_their_topics_messages() {
+    let subs = Subscribers::new();
+    let (all_tx, all_rx) = mpsc::sync_channel(8);
+    let (chat_tx, chat_rx) = mpsc::sync_channel(8);
+    subs.add(all_tx);
+    subs.add_topic(chat_tx, "chat");
+    let message = |topic: &str| Event::Message {
+        topic: String::from(topic),
+        from: NodeId::from_static("x"),
+        payload: Bytes::from_static(b"hi"),
+        id: crate::rumor::rumor_id(topic.as_bytes()),
+        hop: 1,
+    };
+    subs.deliver(&message("chat"));
+    subs.deliver(&message("news"));
+    subs.deliver(&Event::DigestMatch {
+        peer: NodeId::from_static("x"),
+    });
+    assert_eq!(all_rx.try_iter().count(), 3);
+    let got: Vec<Event> = chat_rx.try_iter().collect();
+    assert_eq!(got, vec![message("chat")]);
+}
+
+fn serve(net: &mut Net) {
+    for (i, d) in net.nodes.iter_mut().enumerate() {
+        let handler = move |_: &NodeId, _: &str, p: &[u8]| {
+            let mut reply = p.to_vec();
+            reply.push(b'0' + i as u8);
+            Some(Bytes::from(reply))
+        };
+        d.register_topic(Instant::ZERO, "ask", TopicConfig::request_response(handler))
+            .unwrap();
+    }
+}
+
+#[test]
+fn query_outcome_reaches_its_callback_once() {
+    let mut net = Net::new(&["a", "b", "c"], config());
+    serve(&mut net);
+    net.connect(0, 1);
+    net.connect(0, 2);
+    net.run_until(ms(100));
+    let (tx, rx) = mpsc::channel();
+    let now = net.now;
+    let id = net.nodes[0]
+        .query(
+            now,
+            "ask",
+            Bytes::from_static(b"q"),
+            Duration::from_secs(1),
+            Box::new(move |outcome| tx.send(outcome).unwrap()),
+        )
+        .unwrap();
+    assert_eq!(net.nodes[0].pending_queries(), 1);
+    net.run_until(ms(200));
+    let outcome = rx.try_recv().unwrap();
+    assert_eq!(outcome.id, id);
+    assert!(!outcome.timed_out);
+    let mut replies: Vec<Bytes> = outcome.replies.into_iter().map(|r| r.payload).collect();
+    replies.sort();
+    assert_eq!(
+        replies,
+        vec![Bytes::from_static(b"q1"), Bytes::from_static(b"q2")]
+    );
+    assert_eq!(net.nodes[0].pending_queries(), 0);
+    assert!(rx.try_recv().is_err());
+}
+
+#[test]
+fn typed_errors_for_unknown_topics_and_no_responders() {
+    let mut net = Net::new(&["a"], config());
+    let now = net.now;
+    assert!(matches!(
+        net.nodes[0].publish(now, "nope", Bytes::new()),
+        Err(HandleError::Publish(_))
+    ));
+    assert!(matches!(
+        net.nodes[0].put(now, "nope", b"k", b"v"),
+        Err(HandleError::Store(_))
+    ));
+    serve(&mut net);
+    let err = net.nodes[0]
+        .query(
+            now,
+            "ask",
+            Bytes::new(),
+            Duration::from_secs(1),
+            Box::new(|_| {}),
+        )
+        .unwrap_err();
+    assert!(matches!(err, HandleError::Query(QueryError::NoResponders)));
+    assert_eq!(net.nodes[0].pending_queries(), 0);
+}
+
+#[test]
+fn delta_state_is_saved_at_finish_and_snapshot_reports_stores() {
+    let dir = std::env::temp_dir().join(std::format!("whisper-driver-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = DriverConfig {
+        persist_dir: Some(dir.clone()),
+        ..config()
+    };
+    let mut net = Net::new(&["a", "b"], cfg);
+    for d in &mut net.nodes {
+        let me = d.engine().node_id().clone();
+        d.register_topic(
+            Instant::ZERO,
+            "kv",
+            TopicConfig::stateful(crate::store::MemStore::new(me, [1; 32])),
+        )
+        .unwrap();
+    }
+    net.connect(0, 1);
+    let now = net.now;
+    net.nodes[1].put(now, "kv", b"k", b"v").unwrap();
+    net.run_until(ms(30_000));
+    let snap = net.nodes[0].snapshot();
+    assert_eq!(snap.members, vec![NodeId::from_static("b")]);
+    assert_eq!(snap.stores.len(), 1);
+    assert_eq!(snap.stores[0].1, 1);
+    assert_eq!(snap.stores[0].2, net.nodes[1].snapshot().stores[0].2);
+    let d = net.nodes.remove(0);
+    d.finish(ms(30_000));
+    let text = std::fs::read_to_string(dir.join("delta.json")).unwrap();
+    assert!(text.contains("kv"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
