@@ -14,6 +14,8 @@
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use tracing_subscriber::layer::SubscriberExt as _;
+use whisper_proto::util::{BatchingLayer, LogBatcher, LogBatcherConfig, targets};
 
 use whisper_tokio::{Builder, Config, Event, MemStore, NodeId, TopicConfig};
 
@@ -97,12 +99,17 @@ async fn run(args: Args) -> Result<(), whisper_tokio::HandleError> {
         builder = builder.peer(peer);
     }
     let mut events = builder.events();
+    let log = batched_log();
+    let mut log_tick = tokio::time::interval(std::time::Duration::from_millis(500));
     let node = builder.spawn().await?;
     node.register_topic(args.topic.clone(), TopicConfig::broadcast())
         .await?;
     let mut messages = node.subscribe(args.topic.clone()).await?;
-    node.register_topic(KV, TopicConfig::stateful(MemStore::new(me, STORE_KEY)))
-        .await?;
+    node.register_topic(
+        KV,
+        TopicConfig::stateful(MemStore::new(me.clone(), STORE_KEY)),
+    )
+    .await?;
     if let Some(addr) = node.local_addr() {
         println!("listening on {addr}");
     }
@@ -121,10 +128,14 @@ async fn run(args: Args) -> Result<(), whisper_tokio::HandleError> {
     loop {
         tokio::select! {
             event = events.next() => match event {
-                Some(Event::PeerUp { peer, conn, .. }) => println!("peer up: {peer} ({conn})"),
+                Some(Event::PeerUp { peer, conn, .. }) => {
+                    println!("peer up: {peer} ({conn})");
+                    tracing::info!(target: targets::ENGINE, kind = "connected to", actor = %peer, target = %me);
+                }
                 Some(Event::PeerDown { peer, conn }) => println!("peer down: {peer} ({conn})"),
                 Some(Event::RecordApplied { peer, topic, records }) => {
                     println!("applied {records} record(s) on {topic} from {peer}");
+                    tracing::info!(target: targets::SYNC, kind = "synced records to", actor = %peer, target = %me, count = records as u64);
                 }
                 Some(_) => {}
                 None => break,
@@ -136,6 +147,7 @@ async fn run(args: Args) -> Result<(), whisper_tokio::HandleError> {
                 Some(_) => {}
                 None => break,
             },
+            _ = log_tick.tick() => log.poll(),
             line = lines.recv() => match line {
                 Some(line) => command(&node, &args.topic, line.trim()).await,
                 None => break,
@@ -171,4 +183,15 @@ async fn command(node: &whisper_tokio::Handle, topic: &str, line: &str) {
         Ok(text) => println!("{text}"),
         Err(e) => println!("error: {e}"),
     }
+}
+
+/// Installs the batched service log on stderr: peer and sync events within 3 s are
+/// grouped into one line per (service, kind, target), e.g.
+/// `[engine] alice, bob, and carol connected to dave`. stdout stays line-per-event.
+fn batched_log() -> BatchingLayer {
+    let layer = BatchingLayer::stderr(LogBatcher::new(LogBatcherConfig::default()));
+    let subscriber = tracing_subscriber::registry().with(layer.clone());
+    // Only fails when a global subscriber is already set; the log is optional.
+    let _ = tracing::subscriber::set_global_default(subscriber);
+    layer
 }
