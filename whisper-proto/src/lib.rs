@@ -87,7 +87,9 @@ macro_rules! trace_event {
 pub(crate) use trace_event;
 
 pub mod action;
+pub mod adaptive;
 pub mod config;
+pub mod cpu_gate;
 pub mod delta;
 #[cfg(feature = "std")]
 pub mod driver;
@@ -95,8 +97,10 @@ pub mod engine;
 pub mod hash;
 pub mod hypercube;
 pub mod node;
+pub mod ratelimit;
 pub mod rng;
 pub mod rumor;
+pub mod rtt;
 pub mod store;
 pub mod time;
 pub mod topic;
