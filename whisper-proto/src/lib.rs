@@ -99,8 +99,8 @@ pub mod hypercube;
 pub mod node;
 pub mod ratelimit;
 pub mod rng;
-pub mod rumor;
 pub mod rtt;
+pub mod rumor;
 pub mod store;
 pub mod time;
 pub mod topic;
@@ -111,10 +111,13 @@ pub use action::{Action, CloseReason, Event, EventKind};
 pub use bytes::Bytes;
 pub use config::{Config, ConfigError};
 pub use delta::{DeltaPeerStats, DeltaPersistence, DeltaTracker, PersistError, PersistedPeerState};
-pub use engine::{CommandError, ConnError, Engine, EngineStats, Identity, Role};
+pub use engine::{
+    CommandError, ConnError, Engine, EngineStats, FlowStats, Identity, PeerFlow, Role,
+};
 pub use node::{ConnId, NodeId};
 pub use store::{MemStore, StateStore};
 pub use time::{Duration, Instant};
 pub use topic::{
-    PublishError, QueryError, QueryHandler, QueryId, QueryReply, TopicConfig, TopicError, TopicMode,
+    Pressure, PublishError, QueryError, QueryHandler, QueryId, QueryReply, TopicConfig, TopicError,
+    TopicMode,
 };

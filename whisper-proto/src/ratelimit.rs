@@ -235,8 +235,7 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// Per-entry memory estimate: the map's key and value plus B-tree overhead (one
     /// node holds up to 11 entries plus child pointers; 16 bytes per entry is generous).
-    pub const ENTRY_BYTES: usize =
-        core::mem::size_of::<NodeId>() + core::mem::size_of::<PeerLimiter>() + 16;
+    pub const ENTRY_BYTES: usize = size_of::<NodeId>() + size_of::<PeerLimiter>() + 16;
 
     /// A limiter at `now`. Non-positive rates and bursts take the defaults.
     pub fn new(cfg: RateLimitConfig, now: Instant) -> Self {
@@ -404,7 +403,10 @@ mod tests {
         assert_eq!(r.allow_peer(ms(300_000), &a), Verdict::Allowed);
         assert!(!r.peer_in_cooldown(ms(300_000), &a));
         let s = r.stats(ms(300_000));
-        assert_eq!((s.admitted, s.throttled, s.cooldowns, s.refused_cooldown), (502, 1000, 1, 1));
+        assert_eq!(
+            (s.admitted, s.throttled, s.cooldowns, s.refused_cooldown),
+            (502, 1000, 1, 1)
+        );
         r.remove_peer(&a);
         assert_eq!(r.peer_count(), 1);
     }

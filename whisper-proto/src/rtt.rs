@@ -71,7 +71,11 @@ impl RttMeasurer {
         if self.ring.is_empty() {
             return Duration::ZERO;
         }
-        let i = if self.idx == 0 { self.cap - 1 } else { self.idx - 1 };
+        let i = if self.idx == 0 {
+            self.cap - 1
+        } else {
+            self.idx - 1
+        };
         self.ring[i.min(self.ring.len() - 1)]
     }
 
@@ -92,7 +96,10 @@ mod tests {
     #[test]
     fn ring_semantics() {
         let mut r = RttMeasurer::new(3);
-        assert_eq!((r.avg(), r.last(), r.count()), (Duration::ZERO, Duration::ZERO, 0));
+        assert_eq!(
+            (r.avg(), r.last(), r.count()),
+            (Duration::ZERO, Duration::ZERO, 0)
+        );
         r.record(Duration::ZERO);
         assert_eq!(r.count(), 0);
         r.record(ms(10));
@@ -102,7 +109,10 @@ mod tests {
         assert!(r.is_filled());
         assert_eq!(r.last(), ms(30));
         r.record(ms(60)); // overwrites 10
-        assert_eq!((r.avg(), r.last(), r.count()), (ms(36) + Duration::from_micros(666), ms(60), 3));
+        assert_eq!(
+            (r.avg(), r.last(), r.count()),
+            (ms(36) + Duration::from_micros(666), ms(60), 3)
+        );
         r.record(ms(90)); // overwrites 20
         assert_eq!((r.avg(), r.last()), (ms(60), ms(90)));
         assert_eq!(RttMeasurer::new(0).cap, 10);
