@@ -2,7 +2,7 @@
 //! bucket with violation accounting and cooldown, a global egress byte bucket with
 //! priority headroom, and the outbound-queue overload threshold.
 //!
-//! Not to be confused with [`crate::util::RateLimiter`]-style sliding windows in
+//! Not to be confused with the sliding-window [`crate::util::SlidingWindowLimiter`] in
 //! `util::ratelimit` (seed 002); this one is a token bucket.
 //!
 //! # Token bucket
