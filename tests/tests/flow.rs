@@ -390,3 +390,41 @@ fn overload_50_peers_at_10x_their_allowance_for_60_s() {
     assert!(r.admitted < PEERS * 700, "{}", r.admitted);
     assert!(answered >= r.admitted);
 }
+
+#[test]
+fn adaptive_cadence_between_two_engines_converges_fast_then_backs_off_when_idle() {
+    use whisper_tests::mesh::{Mesh, conn};
+    let config = Config {
+        wall_clock_offset: Duration::from_secs(1_700_000_000),
+        idle_timeout: Duration::from_secs(100_000),
+        ..Config::default()
+    };
+    let mut nodes = Vec::new();
+    for (i, name) in ["a", "b"].into_iter().enumerate() {
+        let mut e = Engine::new(NodeId::from_static(name), config.clone(), i as u64, T0).unwrap();
+        stateful(&mut e, name);
+        e.put(T0, "state", name.as_bytes(), b"v").unwrap();
+        nodes.push(e);
+    }
+    let mut m = Mesh::new(nodes, T0);
+    m.connect(0, 1);
+    m.settle();
+    let mut seq = Vec::new();
+    for i in 0..7 {
+        let pf = m.nodes[0].peer_flow(conn(1)).unwrap();
+        seq.push(pf.interval.current.as_secs());
+        let next = pf.next_round.unwrap();
+        if i == 5 {
+            // A write on the responder: the next round applies it and snaps to min.
+            m.nodes[1].put(m.now, "state", b"new", b"v").unwrap();
+        }
+        m.run_until(next);
+    }
+    // Converging (records applied) → 2 s; then idle rounds (digest match, the peer's
+    // fingerprint equals ours) → base, doubling to the 60 s cap; a new write → 2 s.
+    assert_eq!(seq, [2, 10, 20, 40, 60, 60, 2]);
+    // Idle again after that: back to base first (not 4 s as the Go code would).
+    let pf = m.nodes[0].peer_flow(conn(1)).unwrap();
+    assert_eq!(pf.interval.current.as_secs(), 10);
+    assert!(m.nodes[0].flow_stats().rtt_samples >= 2);
+}
