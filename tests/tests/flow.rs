@@ -426,5 +426,6 @@ fn adaptive_cadence_between_two_engines_converges_fast_then_backs_off_when_idle(
     // Idle again after that: back to base first (not 4 s as the Go code would).
     let pf = m.nodes[0].peer_flow(conn(1)).unwrap();
     assert_eq!(pf.interval.current.as_secs(), 10);
-    assert!(m.nodes[0].flow_stats().rtt_samples >= 2);
+    // The mesh delivers in zero virtual time: a zero RTT is not a sample.
+    assert_eq!(m.nodes[0].flow_stats().rtt_samples, 0);
 }
