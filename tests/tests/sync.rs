@@ -20,6 +20,9 @@ const NAMES: [&str; 5] = ["n0", "n1", "n2", "n3", "n4"];
 fn config() -> Config {
     Config {
         wall_clock_offset: EPOCH,
+        // These scenarios script exact 10 s rounds; the adaptive cadence has its own
+        // tests (tests/flow.rs).
+        adaptive_cadence: false,
         ..Config::default()
     }
 }

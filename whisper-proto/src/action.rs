@@ -101,6 +101,24 @@ pub enum Event {
         /// Its magic.
         magic: u16,
     },
+    /// This node started (`overloaded`) or stopped signalling backpressure in its G1
+    /// replies.
+    Backpressure {
+        /// True on entering the overloaded state.
+        overloaded: bool,
+        /// Pending exchanges at the transition.
+        pending: u32,
+    },
+    /// A peer exceeded its inbound violation threshold: its non-control frames are
+    /// dropped until `until`.
+    PeerCooldown {
+        /// The connection the violating frame came on.
+        conn: ConnId,
+        /// The peer.
+        peer: NodeId,
+        /// The cooldown's end.
+        until: crate::time::Instant,
+    },
     /// A broadcast on a subscribed BroadcastOnly topic, delivered once per message.
     Message {
         /// The topic.
@@ -163,6 +181,8 @@ impl Event {
             Self::PeerUp { .. } => Some(EventKind::CapabilityNegotiated),
             Self::RecordApplied { .. } => Some(EventKind::RecordApplied),
             Self::CustomFrame { .. }
+            | Self::Backpressure { .. }
+            | Self::PeerCooldown { .. }
             | Self::FrameUnhandled { .. }
             | Self::PeerDown { .. }
             | Self::QueryComplete { .. } => None,

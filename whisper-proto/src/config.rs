@@ -82,10 +82,26 @@ pub struct Config {
     /// (default 65,536). The driver drains after every call, so this is only reached
     /// by a driver that forgets to.
     pub max_queued_actions: usize,
-    /// Time between G1 rounds with each peer this node dialed (default 10 s). The first
-    /// round starts right after `PeerUp`. (The adaptive interval will replace this; the
-    /// one place that reads it is the engine's `next_exchange_at`.)
+    /// Base time between G1 rounds with each peer this node dialed (default 10 s). The
+    /// first round starts right after `PeerUp`; later ones follow the per-peer adaptive
+    /// interval ([`crate::adaptive::AdaptiveInterval`]) around this base.
     pub gossip_interval: Duration,
+    /// Fastest G1 cadence, after a round applied records (default 2 s; at most
+    /// `gossip_interval`).
+    pub gossip_min: Duration,
+    /// Slowest G1 cadence, reached while idle (default 60 s; at least
+    /// `gossip_interval`).
+    pub gossip_max: Duration,
+    /// Follow the per-peer adaptive interval (default true). False: every round starts
+    /// exactly `gossip_interval` after the previous one ended (no jitter; the peer's
+    /// backpressure backoff still applies), for tests and fixed schedules.
+    pub adaptive_cadence: bool,
+    /// Pending exchanges above which G1 replies signal backpressure (default 5).
+    pub backpressure_threshold: u32,
+    /// Per-peer inbound, global egress and overload-queue limits.
+    pub rate_limit: crate::ratelimit::RateLimitConfig,
+    /// The CPU gate (threshold 0 disables it).
+    pub cpu_gate: crate::cpu_gate::CpuGateConfig,
     /// How long to wait for the reply to a G1/G2/G2B request before closing the
     /// connection (default 30 s).
     pub exchange_timeout: Duration,
@@ -123,6 +139,12 @@ impl Default for Config {
             max_queued_actions: 65_536,
             gossip_interval: defaults::GOSSIP_BASE,
             exchange_timeout: defaults::EXCHANGE_TIMEOUT,
+            adaptive_cadence: true,
+            gossip_min: defaults::GOSSIP_MIN,
+            gossip_max: defaults::GOSSIP_MAX,
+            backpressure_threshold: defaults::BACKPRESSURE_THRESHOLD,
+            rate_limit: crate::ratelimit::RateLimitConfig::default(),
+            cpu_gate: crate::cpu_gate::CpuGateConfig::default(),
             full_sync_interval: NonZeroU32::new(defaults::FULL_SYNC_INTERVAL)
                 .unwrap_or(NonZeroU32::MIN),
             wall_clock_offset: Duration::ZERO,

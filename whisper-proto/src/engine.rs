@@ -24,9 +24,12 @@
 //! [`Correlator`]) and the sweeper.
 
 mod broadcast;
+mod flow;
 mod query;
 mod sync;
 mod topics;
+
+pub use flow::{FlowStats, PeerFlow};
 
 use crate::action::{Action, CloseReason, Event};
 use crate::config::{Config, ConfigError};
@@ -255,6 +258,8 @@ struct Conn {
     served: BTreeSet<String>,
     /// The meta of the peer's last G1 exchange body (bounded, see `note_peer_meta`).
     peer_meta: crate::wire::codec::ExchangeMeta,
+    /// Cadence, backoff and RTT state.
+    flow: flow::ConnFlow,
 }
 
 /// An open query: the topic and the connections not yet answered.
@@ -289,6 +294,8 @@ pub struct Engine {
     queries: Correlator<QueryId, QueryReply>,
     open_queries: BTreeMap<QueryId, OpenQuery>,
     next_query_id: u64,
+    /// Rate limiter, CPU gate, RTT, backpressure.
+    flow: flow::Flow,
 }
 
 impl Engine {
@@ -308,7 +315,6 @@ impl Engine {
             NonZeroUsize::new(config.max_pending_queries).unwrap_or(NonZeroUsize::MIN);
         Ok(Self {
             me,
-            config,
             wire,
             capabilities,
             rng,
@@ -324,6 +330,8 @@ impl Engine {
             queries: Correlator::new(max_queries),
             open_queries: BTreeMap::new(),
             next_query_id: 1,
+            flow: flow::Flow::new(&config, now),
+            config,
         })
     }
 
@@ -415,6 +423,7 @@ impl Engine {
                 sync: sync::ConnSync::default(),
                 served: BTreeSet::new(),
                 peer_meta: crate::wire::codec::ExchangeMeta::default(),
+                flow: flow::ConnFlow::new(&self.config),
             },
         );
         self.stats.connections = self.conns.len();
@@ -500,6 +509,7 @@ impl Engine {
     /// Call when: the instant from [`Engine::poll_timeout`] is reached (or any time).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
+        self.flow_tick();
         while let Some(&(at, scope, timer)) = self.timers.first() {
             if at > self.now {
                 break;
@@ -617,7 +627,11 @@ impl Engine {
     /// Call after: every `handle_*` and command, until it returns `None`.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        let action = self.actions.pop_front();
+        if action.is_some() {
+            self.flow_polled();
+        }
+        action
     }
 
     /// When [`Engine::handle_timeout`] should next be called; `None` when nothing is
@@ -661,6 +675,9 @@ impl Engine {
                 }),
             };
         };
+        if !self.flow_admit(conn, &peer, &frame) {
+            return Ok(());
+        }
         match frame {
             Frame::Hello(_) => return Err(ConnError::DuplicateHello),
             Frame::Exchange(ex) if ex.is_keepalive() => {}
@@ -770,6 +787,7 @@ impl Engine {
                     }
                 }
             }
+            self.flow_forget(&peer);
             self.emit(Event::PeerDown { conn, peer });
         }
     }

@@ -87,7 +87,9 @@ macro_rules! trace_event {
 pub(crate) use trace_event;
 
 pub mod action;
+pub mod adaptive;
 pub mod config;
+pub mod cpu_gate;
 pub mod delta;
 #[cfg(feature = "std")]
 pub mod driver;
@@ -95,7 +97,9 @@ pub mod engine;
 pub mod hash;
 pub mod hypercube;
 pub mod node;
+pub mod ratelimit;
 pub mod rng;
+pub mod rtt;
 pub mod rumor;
 pub mod store;
 pub mod time;
@@ -107,10 +111,13 @@ pub use action::{Action, CloseReason, Event, EventKind};
 pub use bytes::Bytes;
 pub use config::{Config, ConfigError};
 pub use delta::{DeltaPeerStats, DeltaPersistence, DeltaTracker, PersistError, PersistedPeerState};
-pub use engine::{CommandError, ConnError, Engine, EngineStats, Identity, Role};
+pub use engine::{
+    CommandError, ConnError, Engine, EngineStats, FlowStats, Identity, PeerFlow, Role,
+};
 pub use node::{ConnId, NodeId};
 pub use store::{MemStore, StateStore};
 pub use time::{Duration, Instant};
 pub use topic::{
-    PublishError, QueryError, QueryHandler, QueryId, QueryReply, TopicConfig, TopicError, TopicMode,
+    Pressure, PublishError, QueryError, QueryHandler, QueryId, QueryReply, TopicConfig, TopicError,
+    TopicMode,
 };

@@ -361,6 +361,25 @@ pub enum PublishError {
     /// The driver has not drained [`Engine::poll_action`](crate::Engine::poll_action).
     #[error("action queue full")]
     QueueFull,
+    /// The engine is overloaded (outbound queue, egress or CPU): retry later, drop, or
+    /// raise the topic's priority.
+    #[error("publish rejected: engine overloaded ({0})")]
+    Backpressure(Pressure),
+}
+
+/// Which limit refused an outbound message (see `engine/flow.rs`).
+#[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Pressure {
+    /// The queued actions reached the overload threshold (priority ≤ 0 only).
+    #[error("outbound queue over its threshold")]
+    Queue,
+    /// The global egress bucket cannot take the bytes at this priority.
+    #[error("egress limit")]
+    Egress,
+    /// The CPU gate is closed.
+    #[error("CPU gate")]
+    Cpu,
 }
 
 /// Why [`Engine::query`](crate::Engine::query) refused. Nothing was sent.
@@ -387,6 +406,9 @@ pub enum QueryError {
     /// The driver has not drained [`Engine::poll_action`](crate::Engine::poll_action).
     #[error("action queue full")]
     QueueFull,
+    /// The engine is overloaded (egress or CPU).
+    #[error("query rejected: engine overloaded ({0})")]
+    Backpressure(Pressure),
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ impl Engine {
             }
             .into());
         }
-        let (ttl, subscribed) = (t.ttl, t.subscribed);
+        let (ttl, subscribed, priority) = (t.ttl, t.subscribed, t.priority);
         let expires_ms = ttl.map_or(0, |ttl| {
             let ttl_us = u64::try_from(ttl.as_micros()).unwrap_or(u64::MAX);
             self.wall_us().saturating_add(ttl_us).div_ceil(1000).max(1)
@@ -70,6 +70,9 @@ impl Engine {
         if len > max {
             return Err(PublishError::TooLarge { len, max });
         }
+        let targets = self.flow_targets(None);
+        self.flow_admit_publish(priority, len, targets)
+            .map_err(PublishError::Backpressure)?;
         let bytes = envelope.encode().map_err(|_| TopicError::InvalidName)?;
         let id = rumor_id(&bytes);
         self.seen.check_and_insert(id);
@@ -152,7 +155,11 @@ impl Engine {
             .topics
             .get(&envelope.topic)
             .is_some_and(|t| t.subscribed && t.mode == TopicMode::BroadcastOnly);
-        if rumor.hop < MAX_FLOOD_HOPS {
+        let relay = rumor.hop < MAX_FLOOD_HOPS && {
+            let targets = self.flow_targets(Some(conn));
+            self.flow_admit_relay(&envelope.topic, rumor.payload.len(), targets)
+        };
+        if relay {
             self.broadcast_payload(rumor.payload, Some(conn), rumor.hop.saturating_add(1));
         }
         if subscribed {

@@ -76,6 +76,9 @@ impl Engine {
             .map(|(id, _)| *id)
             .collect();
         let expected = NonZeroUsize::new(targets.len()).ok_or(QueryError::NoResponders)?;
+        let priority = self.topics.topics.get(topic).map_or(0, |t| t.priority);
+        self.flow_admit_query(priority, payload.len(), targets.len())
+            .map_err(QueryError::Backpressure)?;
         let id = QueryId(self.next_query_id);
         let deadline = self.now.saturating_add(timeout);
         self.queries
@@ -134,19 +137,24 @@ impl Engine {
     }
 
     pub(super) fn on_query(&mut self, conn: ConnId, peer: NodeId, body: ExchangeBody) {
-        let Some(t) = self.topics.topics.get_mut(&body.topic) else {
+        let Some(t) = self.topics.topics.get(&body.topic) else {
             self.stats.unknown_topic += 1;
             return;
         };
-        let Some(handler) = t
-            .handler
-            .as_mut()
-            .filter(|_| t.mode == TopicMode::RequestResponse)
-        else {
+        if t.handler.is_none() || t.mode != TopicMode::RequestResponse {
             self.stats.unknown_topic += 1;
             return;
-        };
+        }
         let payload = body.records.first().cloned().unwrap_or_default();
+        if !self.flow_admit_response(&body.topic, 0) {
+            return;
+        }
+        let Some(t) = self.topics.topics.get_mut(&body.topic) else {
+            return;
+        };
+        let Some(handler) = t.handler.as_mut() else {
+            return;
+        };
         let Some(reply) = handler.handle(&peer, &body.topic, &payload) else {
             return;
         };

@@ -13,9 +13,9 @@
 //!    second, bucket-scoped G1 carries every record of the diverging buckets. Without
 //!    G2B, a mismatch forces a full sync at the next exchange instead.
 //!
-//! The next round starts [`Config::gossip_interval`](crate::Config::gossip_interval)
-//! after this one ends (`next_exchange_at`, the one place the adaptive interval will
-//! replace). A request unanswered after
+//! The next round starts after the connection's adaptive interval (around
+//! [`Config::gossip_interval`](crate::Config::gossip_interval); `next_exchange_at`,
+//! see `engine/flow.rs`), or when the peer's backpressure backoff ends. A request unanswered after
 //! [`Config::exchange_timeout`](crate::Config::exchange_timeout) closes the connection.
 //!
 //! # Splitting under the G1 cap
@@ -113,6 +113,13 @@ struct Pending {
     applied: usize,
 }
 
+impl ConnSync {
+    /// Initiator: a round is in progress.
+    pub(super) fn in_round(&self) -> bool {
+        self.round.is_some()
+    }
+}
+
 impl Engine {
     // ---- shared helpers ---------------------------------------------------------------
 
@@ -187,13 +194,14 @@ impl Engine {
             .map_or(0, |s| s.fingerprint())
     }
 
-    /// When the next round with `conn`'s peer starts. The one place the cadence is
-    /// decided: the adaptive interval replaces this.
-    fn next_exchange_at(&mut self, _conn: ConnId) -> crate::Instant {
-        self.now + self.config.gossip_interval
+    /// When the next round with `conn`'s peer starts: the per-peer adaptive interval
+    /// and backoff (`engine/flow.rs`).
+    fn next_exchange_at(&mut self, conn: ConnId) -> crate::Instant {
+        self.flow_next_exchange_at(conn)
     }
 
     fn arm_reply(&mut self, conn: ConnId) {
+        self.flow_request_sent(conn);
         let at = self.now + self.config.exchange_timeout;
         self.set_timer(conn, Timer::Reply, at);
     }
@@ -274,6 +282,8 @@ impl Engine {
             ..Default::default()
         };
         body.meta.cache_fingerprint = fingerprint;
+        body.meta.backpressure_signal = self.flow_reply_signal(conn);
+        self.flow_note_sent(conn, body.records.len());
         self.send_body(conn, &body);
         !more
     }
@@ -304,7 +314,7 @@ impl Engine {
             return;
         }
         let topics = self.sync_topics(conn);
-        if topics.is_empty() {
+        if topics.is_empty() || self.flow_skip_round(conn) {
             return;
         }
         self.clear_timer(conn, Timer::Gossip);
@@ -466,6 +476,7 @@ impl Engine {
         self.clear_timer(conn, Timer::Reply);
         let pre = self.high_water(&topic);
         let applied = self.apply_records(&topic, &peer, &body.records);
+        self.flow_on_reply(conn, applied);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -495,6 +506,7 @@ impl Engine {
         };
         self.commit(&topic, &peer, watermark, session.kind, session.applied);
         let (ours, theirs) = (self.topic_fingerprint(&topic), body.meta.cache_fingerprint);
+        self.flow_note_fingerprints(conn, ours, theirs);
         if theirs != 0 && theirs != ours {
             let n = self.config.digest_buckets;
             let digests = (session.kind != Selection::Buckets
@@ -674,6 +686,7 @@ impl Engine {
                 self.clear_timer(conn, Timer::Reply);
                 if matched {
                     self.stats.digest_skips += 1;
+                    self.flow_note_fingerprints(conn, local, local);
                     self.touch_all(conn, &peer);
                     self.finish_round(conn);
                 } else {

@@ -510,7 +510,7 @@ fn undecodable_g1_reply_ends_the_exchange_and_the_round() {
     e.handle_bytes(T0, ConnId(1), &mismatch).unwrap();
     let frames = sends(&drain(&mut e));
     assert!(matches!(frames.as_slice(), [Frame::Exchange(_)]));
-    // The reply is garbage: counted, and the round ends (next one at +10 s).
+    // The reply is garbage: counted, and the round ends (next one at about +10 s).
     e.handle_bytes(T0, ConnId(1), &g1(&[0xff])).unwrap();
     let out = drain(&mut e);
     assert!(sends(&out).is_empty());
@@ -521,7 +521,12 @@ fn undecodable_g1_reply_ends_the_exchange_and_the_round() {
         .filter(|(_, c, t)| *c == Some(ConnId(1)) && matches!(t, Timer::Gossip | Timer::Reply))
         .map(|(at, _, t)| (*at, *t))
         .collect();
-    assert_eq!(timers, [(Instant::from_secs(10), Timer::Gossip)]);
+    // The base interval (10 s) with the adaptive interval's ±15 % jitter.
+    assert!(
+        matches!(timers.as_slice(), [(at, Timer::Gossip)]
+            if (Instant::from_millis(8_500)..Instant::from_millis(11_500)).contains(at)),
+        "{timers:?}"
+    );
 }
 
 #[test]
