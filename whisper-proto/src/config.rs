@@ -114,6 +114,10 @@ pub struct Config {
     /// [`RumorConfig::agent_mesh`] for meshes of hundreds of devices). Its `max_payload`
     /// is ignored: the engine uses [`Limits::max_rumor_send`].
     pub rumor: RumorConfig,
+    /// Push every local StatefulMerge mutation (`put`, `delete`) to every member at once
+    /// as a G3 rumor, ahead of the G1 rounds (default true). G1 anti-entropy runs either
+    /// way; turn this off to spread records by G1 alone.
+    pub rumor_records: bool,
     /// The hypercube the rumor pusher routes on (default: region ordering and dual cube
     /// on, eager rebuilds).
     pub hypercube: crate::hypercube::Config,
@@ -141,6 +145,7 @@ impl Default for Config {
             max_pending_queries: defaults::MAX_PENDING_QUERIES,
             broadcast_dedup_capacity: crate::rumor::DEFAULT_CAPACITY,
             rumor: RumorConfig::service_mesh(),
+            rumor_records: true,
             hypercube: crate::hypercube::Config::default(),
         }
     }

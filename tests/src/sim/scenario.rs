@@ -317,10 +317,162 @@ pub fn flood(opts: &Opts, topology: &Topology, loss: f64, messages: u64) -> Floo
     }
 }
 
+/// The [`App`] of [`broadcast`]: records every [`Event::Message`] delivery.
+#[derive(Debug, Default)]
+pub struct BroadcastApp;
+
+/// The tracker key of a rumor id: its first 8 bytes.
+pub fn msg_key(id: &whisper_proto::rumor::RumorId) -> u64 {
+    let b = id.as_bytes();
+    u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+impl App for BroadcastApp {
+    fn on_event(&mut self, cx: &mut NodeCx<'_>, event: &Event) {
+        if let Event::Message { id, hop, .. } = event {
+            cx.deliveries
+                .record_delivery(cx.node, msg_key(id), u32::from(*hop), cx.now);
+        }
+    }
+}
+
+/// Who publishes in [`broadcast`].
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Senders {
+    /// Node 0 publishes every message.
+    Single,
+    /// Each message from a uniformly drawn node.
+    Random,
+}
+
+/// The result of [`broadcast`].
+#[derive(Debug)]
+pub struct BroadcastRun {
+    /// The finished run.
+    pub sim: Sim<BroadcastApp>,
+    /// Delivery figures (receivers = N − 1; payload = G3 frames of the window).
+    pub summary: DeliverySummary,
+    /// G3 frames sent in the window (retries included).
+    pub rumor_frames: u64,
+    /// G3-ACK frames sent in the window.
+    pub ack_frames: u64,
+    /// Frames dropped by the links in the window.
+    pub dropped: u64,
+    /// Retries over all nodes.
+    pub retries: u64,
+    /// Messages published.
+    pub messages: u64,
+}
+
+impl BroadcastRun {
+    /// G3 frames per message.
+    pub fn frames_per_broadcast(&self) -> f64 {
+        self.rumor_frames as f64 / self.messages.max(1) as f64
+    }
+
+    /// One line of figures.
+    pub fn line(&self) -> String {
+        format!(
+            "{} | G3/broadcast {:.2} | ACKs {} | retries {} | link drops {}",
+            self.summary,
+            self.frames_per_broadcast(),
+            self.ack_frames,
+            self.retries,
+            self.dropped
+        )
+    }
+}
+
+/// (f) BroadcastOnly rumors over the engine's hypercube pusher on a full mesh: the mesh
+/// comes up over lossless links in 5 s; then every link switches to
+/// [`LinkConfig::frames`]`(loss)` with `duplicate` duplication, and `messages`
+/// broadcasts are published on topic `news` (every node subscribed), one every 200 ms;
+/// runs 15 s past the last (ACK timeout 3 s, 3 retries).
+pub fn broadcast(
+    opts: &Opts,
+    senders: Senders,
+    loss: f64,
+    duplicate: f64,
+    messages: u64,
+) -> BroadcastRun {
+    let n = opts.nodes;
+    let mut config = opts.sim_config();
+    config.record_events = false;
+    let mut sim = Sim::with_app(n, &Topology::FullMesh, config, opts.seed, BroadcastApp);
+    for i in 0..n {
+        sim.with_engine(i, |e, _| {
+            e.register_topic("news", whisper_proto::TopicConfig::broadcast())
+                .expect("fresh engine");
+            e.subscribe("news").expect("registered");
+        });
+    }
+    let end = secs(5) + Duration::from_millis(200 * messages) + Duration::from_secs(15);
+    opts.start(&mut sim, end);
+    sim.run_until(secs(5));
+    let before = sim.metrics().clone();
+    sim.set_default_link(LinkConfig {
+        duplicate,
+        ..LinkConfig::frames(loss)
+    });
+    let mut pick = Rng::new(opts.seed ^ 0xb40a_dca5);
+    for m in 0..messages {
+        let origin = match senders {
+            Senders::Single => 0,
+            Senders::Random => pick.below(n as u64) as usize,
+        };
+        let payload = Bytes::from(format!("message {m}"));
+        let id = sim
+            .with_engine(origin, |e, now| e.publish(now, "news", payload))
+            .expect("origin alive")
+            .expect("publish");
+        let now = sim.now();
+        sim.deliveries_mut().record_publish(origin, msg_key(&id), now);
+        sim.run_for(Duration::from_millis(200));
+    }
+    sim.run_until(end);
+    sim.finish_progress();
+    let window = sim.metrics().since(&before);
+    let rumor_frames = window.kind(FrameKind::Rumor).frames;
+    let ack_frames = window.kind(FrameKind::RumorAck).frames;
+    let summary = sim.deliveries().summary(n - 1, rumor_frames);
+    let retries = (0..n)
+        .filter_map(|i| sim.engine(i))
+        .map(|e| e.rumor_stats().retries)
+        .sum();
+    BroadcastRun {
+        dropped: window.frames_dropped,
+        sim,
+        summary,
+        rumor_frames,
+        ack_frames,
+        retries,
+        messages,
+    }
+}
+
 /// Runs a scenario by name for the `simulate` binary: returns the table text (with the
 /// scenario's own figures) and the time series.
 pub fn run_named(name: &str, opts: &Opts) -> Option<(String, Metrics)> {
     Some(match name {
+        "broadcast" => {
+            let mut t = String::new();
+            let mut last = None;
+            for (senders, label) in [(Senders::Single, "single"), (Senders::Random, "random")] {
+                for (loss, dup) in [(0.0, 0.0), (0.05, 0.01)] {
+                    let r = broadcast(opts, senders, loss, dup, 20);
+                    t.push_str(&format!(
+                        "N={} {label} sender(s), loss {loss}, dup {dup}: {}\n",
+                        opts.nodes,
+                        r.line()
+                    ));
+                    last = Some(r);
+                }
+            }
+            let r = last.expect("four runs");
+            let mut table = r.sim.table();
+            table.push_str(&t);
+            (table, r.sim.metrics().clone())
+        }
         "hello-mesh" => {
             let sim = hello_mesh(opts);
             (sim.table(), sim.metrics().clone())
@@ -371,4 +523,11 @@ pub fn run_named(name: &str, opts: &Opts) -> Option<(String, Metrics)> {
 }
 
 /// The scenario names [`run_named`] knows.
-pub const NAMES: [&str; 5] = ["hello-mesh", "idle", "partition", "crash-restart", "flood"];
+pub const NAMES: [&str; 6] = [
+    "hello-mesh",
+    "idle",
+    "partition",
+    "crash-restart",
+    "flood",
+    "broadcast",
+];

@@ -10,7 +10,10 @@
 //! every `PeerUp` of a new peer and when the last connection to a peer closes. A
 //! deployment that is not a full mesh must give the member list with
 //! [`Engine::set_members`]; a cube target without a connection is covered by an
-//! alternate member of the same half-block, and then by the random fallback.
+//! alternate member of the same half-block. Limitation: when a half-block's only member
+//! is not connected to the node that must cover it, that member misses the rumor
+//! ([`crate::rumor::DropReason::Unreachable`]); StatefulMerge records are then
+//! repaired by G1, BroadcastOnly messages are not. Full meshes never hit this.
 //!
 //! Only peers that advertised `TOPICS` are reachable for the pusher: a Go reference
 //! peer (no `TOPICS`) would read any G3 payload as a raw record, so it gets records by

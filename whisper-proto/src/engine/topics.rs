@@ -91,7 +91,7 @@ impl Engine {
 
     /// Writes `value` under `key` in a StatefulMerge topic's store (through
     /// [`StateStore::write`]); the record is pushed to every member at once as a G3
-    /// rumor (when it fits [`crate::wire::Limits::max_rumor_send`]) and spreads with
+    /// rumor (with [`crate::Config::rumor_records`], when it fits [`crate::wire::Limits::max_rumor_send`]) and spreads with
     /// the next G1 rounds too (the repair path). Returns the record.
     ///
     /// # Errors
@@ -131,7 +131,9 @@ impl Engine {
             .and_then(|t| t.store.as_mut())
             .ok_or(StoreError::UnknownTopic)?;
         let record = store.write(now_us, key, value)?;
-        self.push_record(topic, record.clone());
+        if self.config.rumor_records {
+            self.push_record(topic, record.clone());
+        }
         Ok(record)
     }
 
