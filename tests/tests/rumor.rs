@@ -50,7 +50,10 @@ fn deliveries(m: &Mesh, id: whisper_proto::rumor::RumorId) -> Vec<(usize, u8)> {
 }
 
 fn count(m: &Mesh, mark: usize, want: u16) -> usize {
-    m.sent_since(mark).iter().filter(|s| s.magic == want).count()
+    m.sent_since(mark)
+        .iter()
+        .filter(|s| s.magic == want)
+        .count()
 }
 
 #[test]
@@ -117,7 +120,11 @@ fn put_reaches_every_store_by_rumor_before_any_g1_round() {
         let mark = m.sent.len();
         m.nodes[0].delete(now, "kv", b"k").unwrap();
         m.settle();
-        assert!(m.nodes.iter().all(|e| e.mem_store("kv").unwrap().get(b"k").is_none()));
+        assert!(
+            m.nodes
+                .iter()
+                .all(|e| e.mem_store("kv").unwrap().get(b"k").is_none())
+        );
         assert_eq!(count(&m, mark, magic::EXCHANGE), 0);
     }
 }

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use whisper_proto::hypercube::MemberInfo;
 use whisper_proto::{
     Bytes, Config, Duration, Engine, Event, Instant, NodeId, QueryError, TopicConfig,
 };
-use whisper_proto::hypercube::MemberInfo;
 use whisper_tests::mesh::Mesh;
 
 const NAMES: [&str; 5] = ["n0", "n1", "n2", "n3", "n4"];

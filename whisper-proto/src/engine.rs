@@ -32,9 +32,9 @@ mod topics;
 
 use crate::action::{Action, CloseReason, Event};
 use crate::config::{Config, ConfigError};
+use crate::hypercube::MemberInfo;
 use crate::node::{ConnId, NodeId};
 use crate::rng::{RandomSource, Rng};
-use crate::hypercube::MemberInfo;
 use crate::rumor::{RumorConfig, RumorPusher, RumorStats, RumorTracker};
 use crate::time::{Duration, Instant};
 use crate::topic::{QueryId, QueryReply, TopicRegistry};
@@ -328,7 +328,8 @@ impl Engine {
             max_payload: config.limits.max_rumor_send,
             ..config.rumor
         };
-        let mut rumor = RumorPusher::new(me.clone(), rumor_config, config.hypercube, rng.next_u64());
+        let mut rumor =
+            RumorPusher::new(me.clone(), rumor_config, config.hypercube, rng.next_u64());
         let _ = rumor.set_members(now, &[MemberInfo::new(me.clone())]);
         let max_queries =
             NonZeroUsize::new(config.max_pending_queries).unwrap_or(NonZeroUsize::MIN);

@@ -426,7 +426,8 @@ pub fn broadcast(
             .expect("origin alive")
             .expect("publish");
         let now = sim.now();
-        sim.deliveries_mut().record_publish(origin, msg_key(&id), now);
+        sim.deliveries_mut()
+            .record_publish(origin, msg_key(&id), now);
         sim.run_for(Duration::from_millis(200));
     }
     sim.run_until(end);
@@ -447,6 +448,94 @@ pub fn broadcast(
         ack_frames,
         retries,
         messages,
+    }
+}
+
+/// The result of [`record_push`].
+#[derive(Debug)]
+pub struct RecordPushRun {
+    /// The finished run.
+    pub sim: Sim,
+    /// Records written.
+    pub records: usize,
+    /// `(node, record)` pairs expected: records × (N − 1).
+    pub expected: u64,
+    /// Pairs present at 25 s, before the next G1 round (rumor push and retries only).
+    pub by_rumor: u64,
+    /// Pairs present at the end, after two more G1 rounds.
+    pub at_end: u64,
+    /// G3 frames sent in the write window (to 25 s).
+    pub rumor_frames: u64,
+}
+
+/// (g) StatefulMerge records pushed as rumors on a full mesh with G1 rounds every 30 s:
+/// the mesh comes up over lossless links (its first G1 round runs then); at 5 s links
+/// switch to [`LinkConfig::frames`]`(loss)` with `duplicate` duplication and `records`
+/// puts are made from random nodes, one every 200 ms. Coverage is counted at 25 s
+/// (before the next G1 round: rumor push, ACKs and retries only) and at 70 s (after G1
+/// anti-entropy).
+pub fn record_push(opts: &Opts, loss: f64, duplicate: f64, records: usize) -> RecordPushRun {
+    let n = opts.nodes;
+    let mut config = opts.sim_config();
+    config.record_events = false;
+    config.engine.gossip_interval = Duration::from_secs(30);
+    let mut sim = Sim::new(n, &Topology::FullMesh, config, opts.seed);
+    for i in 0..n {
+        let me = sim.node_id(i).clone();
+        sim.with_engine(i, |e, _| {
+            e.register_topic(
+                "kv",
+                whisper_proto::TopicConfig::stateful(whisper_proto::MemStore::new(me, [7; 32])),
+            )
+            .expect("fresh engine");
+        });
+    }
+    let end = secs(70);
+    opts.start(&mut sim, end);
+    sim.run_until(secs(5));
+    let before = sim.metrics().clone();
+    sim.set_default_link(LinkConfig {
+        duplicate,
+        ..LinkConfig::frames(loss)
+    });
+    let mut pick = Rng::new(opts.seed ^ 0x5eed_4ec0);
+    let mut writers = Vec::new();
+    for r in 0..records {
+        let origin = pick.below(n as u64) as usize;
+        writers.push(origin);
+        let key = format!("key-{r}");
+        sim.with_engine(origin, |e, now| e.put(now, "kv", key.as_bytes(), b"v"))
+            .expect("origin alive")
+            .expect("put");
+        sim.run_for(Duration::from_millis(200));
+    }
+    let coverage = |sim: &Sim| -> u64 {
+        let mut got = 0;
+        for i in 0..n {
+            let Some(store) = sim.engine(i).and_then(|e| e.mem_store("kv")) else {
+                continue;
+            };
+            for (r, w) in writers.iter().enumerate() {
+                if *w != i && store.get(format!("key-{r}").as_bytes()).is_some() {
+                    got += 1;
+                }
+            }
+        }
+        got
+    };
+    sim.run_until(secs(25));
+    let by_rumor = coverage(&sim);
+    let rumor_frames = sim.metrics().since(&before).kind(FrameKind::Rumor).frames;
+    sim.run_until(end);
+    sim.finish_progress();
+    let at_end = coverage(&sim);
+    RecordPushRun {
+        sim,
+        records,
+        expected: (records * (n - 1)) as u64,
+        by_rumor,
+        at_end,
+        rumor_frames,
     }
 }
 
@@ -472,6 +561,21 @@ pub fn run_named(name: &str, opts: &Opts) -> Option<(String, Metrics)> {
             let mut table = r.sim.table();
             table.push_str(&t);
             (table, r.sim.metrics().clone())
+        }
+        "records" => {
+            let r = record_push(opts, 0.05, 0.01, 20);
+            let mut t = r.sim.table();
+            t.push_str(&format!(
+                "N={} 20 puts, loss 0.05, dup 0.01: by rumor {} of {} ({:.2} %), after G1 {} of {}; G3 frames {}\n",
+                opts.nodes,
+                r.by_rumor,
+                r.expected,
+                100.0 * r.by_rumor as f64 / r.expected as f64,
+                r.at_end,
+                r.expected,
+                r.rumor_frames
+            ));
+            (t, r.sim.metrics().clone())
         }
         "hello-mesh" => {
             let sim = hello_mesh(opts);
@@ -523,11 +627,12 @@ pub fn run_named(name: &str, opts: &Opts) -> Option<(String, Metrics)> {
 }
 
 /// The scenario names [`run_named`] knows.
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 7] = [
     "hello-mesh",
     "idle",
     "partition",
     "crash-restart",
     "flood",
     "broadcast",
+    "records",
 ];

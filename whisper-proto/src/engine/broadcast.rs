@@ -48,8 +48,8 @@ use crate::rumor::{PushError, PusherOutput, RumorEvent, RumorId, rumor_id};
 use crate::time::Instant;
 use crate::topic::{PublishError, TopicError, TopicMode};
 use crate::wire::{
-    BroadcastError, Capabilities, Frame, KIND_TOPIC_BROADCAST, KIND_TOPIC_RECORD, Rumor,
-    RumorAck, TopicBroadcast, TopicRecord,
+    BroadcastError, Capabilities, Frame, KIND_TOPIC_BROADCAST, KIND_TOPIC_RECORD, Rumor, RumorAck,
+    TopicBroadcast, TopicRecord,
 };
 use alloc::string::String;
 use alloc::vec::Vec;
