@@ -549,11 +549,14 @@ pub fn run_named(name: &str, opts: &Opts) -> Option<(String, Metrics)> {
             for (senders, label) in [(Senders::Single, "single"), (Senders::Random, "random")] {
                 for (loss, dup) in [(0.0, 0.0), (0.05, 0.01)] {
                     let r = broadcast(opts, senders, loss, dup, 20);
-                    t.push_str(&format!(
+                    let line = format!(
                         "N={} {label} sender(s), loss {loss}, dup {dup}: {}\n",
                         opts.nodes,
                         r.line()
-                    ));
+                    );
+                    // Each run's figures as soon as it ends (N = 1,000 runs are long).
+                    eprint!("{line}");
+                    t.push_str(&line);
                     last = Some(r);
                 }
             }
