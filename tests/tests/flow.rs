@@ -167,7 +167,9 @@ fn publish_past_the_queue_threshold_is_backpressure_and_nothing_queued_is_lost()
         assert!(accepted < 100);
     };
     assert_eq!(err, PublishError::Backpressure(Pressure::Queue));
-    assert_eq!(accepted, 16);
+    // Each publish queues its rumor frame and a RumorSent event: the threshold of 16
+    // undrained actions is reached after 8 publishes.
+    assert_eq!(accepted, 8);
     assert_eq!(e.flow_stats().queue_depth, 16);
     // A higher priority still goes out.
     e.publish(T0, "high", Bytes::from_static(b"h")).unwrap();
@@ -175,7 +177,7 @@ fn publish_past_the_queue_threshold_is_backpressure_and_nothing_queued_is_lost()
         .into_iter()
         .filter(|f| matches!(f, Frame::Rumor(_)))
         .count();
-    assert_eq!(rumors, 17, "every accepted publish is still queued");
+    assert_eq!(rumors, accepted + 1, "every accepted publish is still queued");
     assert_eq!(e.flow_stats().rate.backpressure_refused, 1);
     e.publish(T0, "low", Bytes::from_static(b"m")).unwrap();
 }
@@ -397,6 +399,8 @@ fn adaptive_cadence_between_two_engines_converges_fast_then_backs_off_when_idle(
     let config = Config {
         wall_clock_offset: Duration::from_secs(1_700_000_000),
         idle_timeout: Duration::from_secs(100_000),
+        // Writes travel by G1 only here, so that the cadence sees them applied.
+        rumor_records: false,
         ..Config::default()
     };
     let mut nodes = Vec::new();

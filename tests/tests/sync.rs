@@ -31,6 +31,18 @@ fn node(i: usize) -> Engine {
     node_with(i, config())
 }
 
+/// A node whose writes spread by G1 alone (no rumor push): for the tests that count
+/// what the G1 repair path carries.
+fn g1_node(i: usize) -> Engine {
+    node_with(
+        i,
+        Config {
+            rumor_records: false,
+            ..config()
+        },
+    )
+}
+
 fn node_with(i: usize, config: Config) -> Engine {
     let me = NodeId::from_static(NAMES[i]);
     let mut e = Engine::new(me.clone(), config, 100 + i as u64, Instant::ZERO).unwrap();
@@ -94,7 +106,7 @@ fn disjoint_writes_converge_then_g2_skips_the_next_round() {
 
 #[test]
 fn delta_sends_only_records_newer_than_the_watermark() {
-    let mut m = Mesh::new(vec![node(0), node(1)], Instant::ZERO);
+    let mut m = Mesh::new(vec![g1_node(0), g1_node(1)], Instant::ZERO);
     for k in 0..100 {
         m.nodes[0]
             .put(m.now, TOPIC, format!("k{k}").as_bytes(), b"v")
@@ -135,7 +147,7 @@ fn delta_sends_only_records_newer_than_the_watermark() {
 
 #[test]
 fn full_sync_follows_the_adaptive_schedule() {
-    let mut m = Mesh::new(vec![node(0), node(1)], Instant::ZERO);
+    let mut m = Mesh::new(vec![g1_node(0), g1_node(1)], Instant::ZERO);
     m.nodes[0].put(m.now, TOPIC, b"seed", b"v").unwrap();
     m.connect(0, 1);
     m.settle();
@@ -236,7 +248,7 @@ fn large_full_sync_is_split_under_the_g1_cap() {
 }
 
 fn figures(records: usize, value_len: usize) {
-    let mut m = Mesh::new(vec![node(0), node(1)], Instant::ZERO);
+    let mut m = Mesh::new(vec![g1_node(0), g1_node(1)], Instant::ZERO);
     let value = vec![b'x'; value_len];
     for k in 0..records {
         m.nodes[0]

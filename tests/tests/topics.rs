@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use whisper_proto::hypercube::MemberInfo;
 use whisper_proto::{
     Bytes, Config, Duration, Engine, Event, Instant, NodeId, QueryError, TopicConfig,
 };
@@ -33,7 +34,9 @@ fn messages(m: &Mesh) -> Vec<(usize, String, Bytes)> {
         .collect()
 }
 
-/// Five nodes in a ring with two chords: several paths to everyone.
+/// Five nodes in a ring with two chords: several paths to everyone. Not a full mesh,
+/// so every node is told the member list ([`Engine::set_members`]); cube targets
+/// without a link are covered by alternates.
 fn broadcast_mesh(ttl: Option<Duration>) -> Mesh {
     let nodes = (0..5)
         .map(|i| {
@@ -44,6 +47,11 @@ fn broadcast_mesh(ttl: Option<Duration>) -> Mesh {
             }
             e.register_topic("news", cfg).unwrap();
             e.subscribe("news").unwrap();
+            let members: Vec<_> = NAMES
+                .iter()
+                .map(|n| MemberInfo::new(NodeId::from_static(n)))
+                .collect();
+            e.set_members(Instant::ZERO, &members).unwrap();
             e
         })
         .collect();
@@ -79,10 +87,10 @@ fn every_subscriber_gets_each_broadcast_once() {
         .iter()
         .filter(|s| s.magic == whisper_proto::wire::magic::RUMOR)
         .count();
-    // Flooding: each of 7 links carries a message at most once per direction.
-    assert!(frames <= 3 * 14, "{frames} rumor frames");
-    let dups: u64 = m.nodes.iter().map(|e| e.stats().broadcasts_duplicate).sum();
-    assert!(dups > 0, "the flood's redundant copies were deduplicated");
+    // The cube tree with alternates for the missing links: at least one frame per
+    // receiver, and far fewer than a flood over 7 links (3 × 14).
+    println!("{frames} rumor frames for 3 messages");
+    assert!((3 * 4..=3 * 8).contains(&frames), "{frames} rumor frames");
 }
 
 #[test]
@@ -98,12 +106,16 @@ fn no_delivery_after_the_ttl() {
     m.run_until(Instant::from_secs(2));
     m.release(4);
     let got = messages(&m);
-    let receivers: Vec<usize> = got.iter().map(|(i, ..)| *i).collect();
+    let mut receivers: Vec<usize> = got.iter().map(|(i, ..)| *i).collect();
+    receivers.sort_unstable();
     assert_eq!(receivers, [0, 1, 2, 3], "{got:?}");
     assert!(m.nodes[4].stats().broadcasts_expired >= 1);
-    // A message published later, with no delay, still reaches node 4 once.
+    // A message published later, with no delay, still reaches node 4 once. (From a
+    // neighbour of node 4: node 4 is alone in the top half-block of the 5-member cube,
+    // so a publisher without a link to it has no alternate to cover it; see
+    // `engine/broadcast.rs`, "Membership".)
     let now = m.now;
-    m.nodes[2]
+    m.nodes[0]
         .publish(now, "news", Bytes::from_static(b"later"))
         .unwrap();
     m.settle();

@@ -3,6 +3,7 @@
 
 use crate::engine::ConnError;
 use crate::node::{ConnId, NodeId};
+use crate::rumor::RumorEvent;
 use crate::topic::{QueryId, QueryReply};
 use crate::wire::Capabilities;
 use alloc::string::String;
@@ -159,6 +160,10 @@ pub enum Event {
         /// True when the deadline passed before every asked peer answered.
         timed_out: bool,
     },
+    /// Rumor push traffic: a frame sent, acknowledged, retried or dropped. Accepted
+    /// rumors are reported by their effect instead ([`Event::Message`],
+    /// [`Event::RecordApplied`]).
+    Rumor(RumorEvent),
     /// Records from a peer changed local state (at least one).
     RecordApplied {
         /// The peer.
@@ -180,6 +185,13 @@ impl Event {
             Self::Message { .. } => Some(EventKind::RumorReceived),
             Self::PeerUp { .. } => Some(EventKind::CapabilityNegotiated),
             Self::RecordApplied { .. } => Some(EventKind::RecordApplied),
+            Self::Rumor(e) => match e {
+                RumorEvent::Sent { .. } => Some(EventKind::RumorSent),
+                RumorEvent::Acked { .. } => Some(EventKind::RumorAcked),
+                RumorEvent::Retry { .. } => Some(EventKind::RumorRetry),
+                RumorEvent::Dropped { .. } => Some(EventKind::RumorDropped),
+                RumorEvent::Received { .. } => Some(EventKind::RumorReceived),
+            },
             Self::CustomFrame { .. }
             | Self::Backpressure { .. }
             | Self::PeerCooldown { .. }

@@ -1,5 +1,6 @@
 //! Engine configuration, with the seed's defaults.
 
+use crate::rumor::RumorConfig;
 use crate::time::Duration;
 use crate::wire::{Capabilities, Limits};
 use core::num::NonZeroU32;
@@ -57,8 +58,6 @@ pub mod defaults {
     pub const DIGEST_BUCKETS: usize = 64;
     /// Most open queries.
     pub const MAX_PENDING_QUERIES: usize = 1024;
-    /// A flooded broadcast is not relayed past this many hops.
-    pub const MAX_FLOOD_HOPS: u8 = 32;
 }
 
 /// Engine configuration. `Config::default()` gives the seed's defaults.
@@ -123,8 +122,21 @@ pub struct Config {
     pub digest_buckets: usize,
     /// Most open queries (default 1024).
     pub max_pending_queries: usize,
-    /// Capacity of the broadcast dedup LRU (default 4096).
+    /// Capacity of the dedup LRU for G3 rumors from peers without `TOPICS` (Go
+    /// reference peers; default 4096). Rumors between `TOPICS` peers are deduplicated by
+    /// the rumor pusher ([`Config::rumor`]'s `lru_capacity`).
     pub broadcast_dedup_capacity: NonZeroU32,
+    /// G3 rumor push settings (default [`RumorConfig::service_mesh`]; pick
+    /// [`RumorConfig::agent_mesh`] for meshes of hundreds of devices). Its `max_payload`
+    /// is ignored: the engine uses [`Limits::max_rumor_send`].
+    pub rumor: RumorConfig,
+    /// Push every local StatefulMerge mutation (`put`, `delete`) to every member at once
+    /// as a G3 rumor, ahead of the G1 rounds (default true). G1 anti-entropy runs either
+    /// way; turn this off to spread records by G1 alone.
+    pub rumor_records: bool,
+    /// The hypercube the rumor pusher routes on (default: region ordering and dual cube
+    /// on, eager rebuilds).
+    pub hypercube: crate::hypercube::Config,
 }
 
 impl Default for Config {
@@ -154,6 +166,9 @@ impl Default for Config {
             digest_buckets: defaults::DIGEST_BUCKETS,
             max_pending_queries: defaults::MAX_PENDING_QUERIES,
             broadcast_dedup_capacity: crate::rumor::DEFAULT_CAPACITY,
+            rumor: RumorConfig::service_mesh(),
+            rumor_records: true,
+            hypercube: crate::hypercube::Config::default(),
         }
     }
 }

@@ -6,7 +6,8 @@
 //! then sleep until [`Engine::poll_timeout`].
 //!
 //! The engine is split by concern: this file holds the connection table, dispatch and
-//! the single timer table; `sync` the G1/G2/G2B exchange, `broadcast` the topic flood,
+//! the single timer table; `sync` the G1/G2/G2B exchange, `broadcast` the G3 rumor push (broadcasts and
+//! record pushes through the [`RumorPusher`]),
 //! `query` request/response, `topics` the topic, store and delta-tracker commands.
 //!
 //! # Who initiates
@@ -21,7 +22,8 @@
 //! One table of `(deadline, connection or engine, timer)`; [`Engine::poll_timeout`] is
 //! its first entry. Per connection: HELLO, keepalive, idle, next gossip round, reply
 //! wait. Engine-wide: the earliest query deadline (folded in from the
-//! [`Correlator`]) and the sweeper.
+//! [`Correlator`]), the sweeper, and the rumor pusher's earliest ACK deadline
+//! ([`RumorPusher::next_deadline`]).
 
 mod broadcast;
 mod flow;
@@ -33,9 +35,10 @@ pub use flow::{FlowStats, PeerFlow};
 
 use crate::action::{Action, CloseReason, Event};
 use crate::config::{Config, ConfigError};
+use crate::hypercube::MemberInfo;
 use crate::node::{ConnId, NodeId};
 use crate::rng::{RandomSource, Rng};
-use crate::rumor::RumorTracker;
+use crate::rumor::{RumorConfig, RumorPusher, RumorStats, RumorTracker};
 use crate::time::{Duration, Instant};
 use crate::topic::{QueryId, QueryReply, TopicRegistry};
 use crate::util::Correlator;
@@ -46,6 +49,7 @@ use crate::wire::{
 };
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
+use alloc::vec::Vec;
 use bytes::Bytes;
 use core::num::NonZeroUsize;
 
@@ -135,11 +139,16 @@ pub struct EngineStats {
     pub unsolicited: u64,
     /// Exchanges or queries for a topic this node does not have.
     pub unknown_topic: u64,
-    /// G3 broadcast frames sent (origin and relays).
+    /// G3 rumor frames sent (origin, relays and retries; broadcasts and records).
     pub broadcasts_sent: u64,
+    /// G3-ACK frames sent.
+    pub rumor_acks_sent: u64,
+    /// G3-ACKs dropped because the peer did not negotiate `RUMOR_ACK`.
+    pub rumor_acks_dropped: u64,
     /// Broadcasts delivered to a local subscriber.
     pub broadcasts_delivered: u64,
-    /// Broadcasts dropped as already seen.
+    /// Raw G3 records from peers without `TOPICS` dropped as already seen (duplicates
+    /// between `TOPICS` peers are in [`RumorStats::duplicates`]).
     pub broadcasts_duplicate: u64,
     /// Broadcasts dropped after their TTL.
     pub broadcasts_expired: u64,
@@ -153,6 +162,8 @@ pub struct EngineStats {
     pub queries_timed_out: u64,
     /// Responses that matched no open query (late, duplicate or unasked).
     pub responses_dropped: u64,
+    /// The rumor pusher's counters ([`Engine::rumor_stats`]).
+    pub rumor: RumorStats,
 }
 
 /// Why a connection was closed for what came over it. The connection is forgotten;
@@ -238,6 +249,8 @@ enum Timer {
     Query,
     /// Engine-wide: delta sweeper and store expiry.
     Sweep,
+    /// Engine-wide: the rumor pusher's earliest ACK deadline.
+    Rumor,
 }
 
 #[derive(Debug)]
@@ -288,8 +301,15 @@ pub struct Engine {
     stats: EngineStats,
     topics: TopicRegistry,
     codec: ProtobufCodec,
-    /// Broadcast dedup (bounded LRU, [`Config::broadcast_dedup_capacity`]).
+    /// Dedup of raw G3 records from peers without `TOPICS` (bounded LRU,
+    /// [`Config::broadcast_dedup_capacity`]).
     seen: RumorTracker,
+    /// G3 push over the hypercube.
+    rumor: RumorPusher,
+    /// True while the frames of a local publish are drained (already charged to egress).
+    publishing: bool,
+    /// Members set by [`Engine::set_members`]; `None`: self and every `TOPICS` peer.
+    members_override: Option<Vec<MemberInfo>>,
     /// Open queries ([`Config::max_pending_queries`]).
     queries: Correlator<QueryId, QueryReply>,
     open_queries: BTreeMap<QueryId, OpenQuery>,
@@ -301,7 +321,9 @@ pub struct Engine {
 impl Engine {
     /// The capabilities this build implements; [`Config::capabilities`] is intersected
     /// with it before it is advertised.
-    pub const SUPPORTED: Capabilities = Capabilities::TOPICS.union(Capabilities::BUCKET_DIGEST);
+    pub const SUPPORTED: Capabilities = Capabilities::TOPICS
+        .union(Capabilities::BUCKET_DIGEST)
+        .union(Capabilities::RUMOR_ACK);
 
     /// A new engine for node `me`. `seed` fixes all of its randomness; `now` is the
     /// driver's current instant.
@@ -311,6 +333,13 @@ impl Engine {
         let capabilities = config.capabilities.intersection(Self::SUPPORTED);
         let mut rng = Rng::new(seed);
         let seen = RumorTracker::with_capacity(config.broadcast_dedup_capacity, rng.next_u64());
+        let rumor_config = RumorConfig {
+            max_payload: config.limits.max_rumor_send,
+            ..config.rumor
+        };
+        let mut rumor =
+            RumorPusher::new(me.clone(), rumor_config, config.hypercube, rng.next_u64());
+        let _ = rumor.set_members(now, &[MemberInfo::new(me.clone())]);
         let max_queries =
             NonZeroUsize::new(config.max_pending_queries).unwrap_or(NonZeroUsize::MIN);
         Ok(Self {
@@ -327,6 +356,9 @@ impl Engine {
             topics: TopicRegistry::new(),
             codec: ProtobufCodec,
             seen,
+            rumor,
+            publishing: false,
+            members_override: None,
             queries: Correlator::new(max_queries),
             open_queries: BTreeMap::new(),
             next_query_id: 1,
@@ -357,6 +389,7 @@ impl Engine {
         let mut s = self.stats;
         s.topics = self.topics.count();
         s.subscribers = self.topics.subscribers();
+        s.rumor = self.rumor.stats();
         s
     }
 
@@ -520,6 +553,7 @@ impl Engine {
                 match timer {
                     Timer::Query => self.expire_queries(),
                     Timer::Sweep => self.sweep(),
+                    Timer::Rumor => self.rumor_timeout(),
                     _ => {}
                 }
                 continue;
@@ -535,7 +569,7 @@ impl Engine {
                     self.send_frame(conn, &Frame::Exchange(Exchange::keepalive()));
                 }
                 Timer::Gossip => self.start_round(conn),
-                Timer::Query | Timer::Sweep => {}
+                Timer::Query | Timer::Sweep | Timer::Rumor => {}
             }
         }
     }
@@ -685,6 +719,7 @@ impl Engine {
             Frame::Digest(digest) => self.on_digest(conn, peer, digest),
             Frame::BucketDigest(bd) => self.on_bucket_digest(conn, peer, bd),
             Frame::Rumor(rumor) => self.on_rumor(conn, peer, rumor),
+            Frame::RumorAck(ack) => self.on_rumor_ack(conn, peer, ack),
             Frame::Custom(Custom { magic, body }) => {
                 self.emit(Event::CustomFrame {
                     conn,
@@ -728,9 +763,10 @@ impl Engine {
         self.stats.peers = self.conns.values().filter(|c| c.peer.is_some()).count();
         self.emit(Event::PeerUp {
             conn,
-            peer,
+            peer: peer.clone(),
             capabilities,
         });
+        self.rumor_peer_up(&peer, capabilities);
         self.announce(conn);
         if dialer {
             // The first exchange right after PeerUp.
@@ -788,7 +824,11 @@ impl Engine {
                 }
             }
             self.flow_forget(&peer);
-            self.emit(Event::PeerDown { conn, peer });
+            self.emit(Event::PeerDown {
+                conn,
+                peer: peer.clone(),
+            });
+            self.rumor_peer_gone(&peer);
         }
     }
 

@@ -317,10 +317,269 @@ pub fn flood(opts: &Opts, topology: &Topology, loss: f64, messages: u64) -> Floo
     }
 }
 
+/// The [`App`] of [`broadcast`]: records every [`Event::Message`] delivery.
+#[derive(Debug, Default)]
+pub struct BroadcastApp;
+
+/// The tracker key of a rumor id: its first 8 bytes.
+pub fn msg_key(id: &whisper_proto::rumor::RumorId) -> u64 {
+    let b = id.as_bytes();
+    u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
+impl App for BroadcastApp {
+    fn on_event(&mut self, cx: &mut NodeCx<'_>, event: &Event) {
+        if let Event::Message { id, hop, .. } = event {
+            cx.deliveries
+                .record_delivery(cx.node, msg_key(id), u32::from(*hop), cx.now);
+        }
+    }
+}
+
+/// Who publishes in [`broadcast`].
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Senders {
+    /// Node 0 publishes every message.
+    Single,
+    /// Each message from a uniformly drawn node.
+    Random,
+}
+
+/// The result of [`broadcast`].
+#[derive(Debug)]
+pub struct BroadcastRun {
+    /// The finished run.
+    pub sim: Sim<BroadcastApp>,
+    /// Delivery figures (receivers = N − 1; payload = G3 frames of the window).
+    pub summary: DeliverySummary,
+    /// G3 frames sent in the window (retries included).
+    pub rumor_frames: u64,
+    /// G3-ACK frames sent in the window.
+    pub ack_frames: u64,
+    /// Frames dropped by the links in the window.
+    pub dropped: u64,
+    /// Retries over all nodes.
+    pub retries: u64,
+    /// Messages published.
+    pub messages: u64,
+}
+
+impl BroadcastRun {
+    /// G3 frames per message.
+    pub fn frames_per_broadcast(&self) -> f64 {
+        self.rumor_frames as f64 / self.messages.max(1) as f64
+    }
+
+    /// One line of figures.
+    pub fn line(&self) -> String {
+        format!(
+            "{} | G3/broadcast {:.2} | ACKs {} | retries {} | link drops {}",
+            self.summary,
+            self.frames_per_broadcast(),
+            self.ack_frames,
+            self.retries,
+            self.dropped
+        )
+    }
+}
+
+/// (f) BroadcastOnly rumors over the engine's hypercube pusher on a full mesh: the mesh
+/// comes up over lossless links in 5 s; then every link switches to
+/// [`LinkConfig::frames`]`(loss)` with `duplicate` duplication, and `messages`
+/// broadcasts are published on topic `news` (every node subscribed), one every 200 ms;
+/// runs 15 s past the last (ACK timeout 3 s, 3 retries).
+pub fn broadcast(
+    opts: &Opts,
+    senders: Senders,
+    loss: f64,
+    duplicate: f64,
+    messages: u64,
+) -> BroadcastRun {
+    let n = opts.nodes;
+    let mut config = opts.sim_config();
+    config.record_events = false;
+    let mut sim = Sim::with_app(n, &Topology::FullMesh, config, opts.seed, BroadcastApp);
+    for i in 0..n {
+        sim.with_engine(i, |e, _| {
+            e.register_topic("news", whisper_proto::TopicConfig::broadcast())
+                .expect("fresh engine");
+            e.subscribe("news").expect("registered");
+        });
+    }
+    let end = secs(5) + Duration::from_millis(200 * messages) + Duration::from_secs(15);
+    opts.start(&mut sim, end);
+    sim.run_until(secs(5));
+    let before = sim.metrics().clone();
+    sim.set_default_link(LinkConfig {
+        duplicate,
+        ..LinkConfig::frames(loss)
+    });
+    let mut pick = Rng::new(opts.seed ^ 0xb40a_dca5);
+    for m in 0..messages {
+        let origin = match senders {
+            Senders::Single => 0,
+            Senders::Random => pick.below(n as u64) as usize,
+        };
+        let payload = Bytes::from(format!("message {m}"));
+        let id = sim
+            .with_engine(origin, |e, now| e.publish(now, "news", payload))
+            .expect("origin alive")
+            .expect("publish");
+        let now = sim.now();
+        sim.deliveries_mut()
+            .record_publish(origin, msg_key(&id), now);
+        sim.run_for(Duration::from_millis(200));
+    }
+    sim.run_until(end);
+    sim.finish_progress();
+    let window = sim.metrics().since(&before);
+    let rumor_frames = window.kind(FrameKind::Rumor).frames;
+    let ack_frames = window.kind(FrameKind::RumorAck).frames;
+    let summary = sim.deliveries().summary(n - 1, rumor_frames);
+    let retries = (0..n)
+        .filter_map(|i| sim.engine(i))
+        .map(|e| e.rumor_stats().retries)
+        .sum();
+    BroadcastRun {
+        dropped: window.frames_dropped,
+        sim,
+        summary,
+        rumor_frames,
+        ack_frames,
+        retries,
+        messages,
+    }
+}
+
+/// The result of [`record_push`].
+#[derive(Debug)]
+pub struct RecordPushRun {
+    /// The finished run.
+    pub sim: Sim,
+    /// Records written.
+    pub records: usize,
+    /// `(node, record)` pairs expected: records × (N − 1).
+    pub expected: u64,
+    /// Pairs present at 25 s, before the next G1 round (rumor push and retries only).
+    pub by_rumor: u64,
+    /// Pairs present at the end, after two more G1 rounds.
+    pub at_end: u64,
+    /// G3 frames sent in the write window (to 25 s).
+    pub rumor_frames: u64,
+}
+
+/// (g) StatefulMerge records pushed as rumors on a full mesh with G1 rounds every 30 s:
+/// the mesh comes up over lossless links (its first G1 round runs then); at 5 s links
+/// switch to [`LinkConfig::frames`]`(loss)` with `duplicate` duplication and `records`
+/// puts are made from random nodes, one every 200 ms. Coverage is counted at 25 s
+/// (before the next G1 round: rumor push, ACKs and retries only) and at 70 s (after G1
+/// anti-entropy).
+pub fn record_push(opts: &Opts, loss: f64, duplicate: f64, records: usize) -> RecordPushRun {
+    let n = opts.nodes;
+    let mut config = opts.sim_config();
+    config.record_events = false;
+    config.engine.gossip_interval = Duration::from_secs(30);
+    let mut sim = Sim::new(n, &Topology::FullMesh, config, opts.seed);
+    for i in 0..n {
+        let me = sim.node_id(i).clone();
+        sim.with_engine(i, |e, _| {
+            e.register_topic(
+                "kv",
+                whisper_proto::TopicConfig::stateful(whisper_proto::MemStore::new(me, [7; 32])),
+            )
+            .expect("fresh engine");
+        });
+    }
+    let end = secs(70);
+    opts.start(&mut sim, end);
+    sim.run_until(secs(5));
+    let before = sim.metrics().clone();
+    sim.set_default_link(LinkConfig {
+        duplicate,
+        ..LinkConfig::frames(loss)
+    });
+    let mut pick = Rng::new(opts.seed ^ 0x5eed_4ec0);
+    let mut writers = Vec::new();
+    for r in 0..records {
+        let origin = pick.below(n as u64) as usize;
+        writers.push(origin);
+        let key = format!("key-{r}");
+        sim.with_engine(origin, |e, now| e.put(now, "kv", key.as_bytes(), b"v"))
+            .expect("origin alive")
+            .expect("put");
+        sim.run_for(Duration::from_millis(200));
+    }
+    let coverage = |sim: &Sim| -> u64 {
+        let mut got = 0;
+        for i in 0..n {
+            let Some(store) = sim.engine(i).and_then(|e| e.mem_store("kv")) else {
+                continue;
+            };
+            for (r, w) in writers.iter().enumerate() {
+                if *w != i && store.get(format!("key-{r}").as_bytes()).is_some() {
+                    got += 1;
+                }
+            }
+        }
+        got
+    };
+    sim.run_until(secs(25));
+    let by_rumor = coverage(&sim);
+    let rumor_frames = sim.metrics().since(&before).kind(FrameKind::Rumor).frames;
+    sim.run_until(end);
+    sim.finish_progress();
+    let at_end = coverage(&sim);
+    RecordPushRun {
+        sim,
+        records,
+        expected: (records * (n - 1)) as u64,
+        by_rumor,
+        at_end,
+        rumor_frames,
+    }
+}
+
 /// Runs a scenario by name for the `simulate` binary: returns the table text (with the
 /// scenario's own figures) and the time series.
 pub fn run_named(name: &str, opts: &Opts) -> Option<(String, Metrics)> {
     Some(match name {
+        "broadcast" => {
+            let mut t = String::new();
+            let mut last = None;
+            for (senders, label) in [(Senders::Single, "single"), (Senders::Random, "random")] {
+                for (loss, dup) in [(0.0, 0.0), (0.05, 0.01)] {
+                    let r = broadcast(opts, senders, loss, dup, 20);
+                    let line = format!(
+                        "N={} {label} sender(s), loss {loss}, dup {dup}: {}\n",
+                        opts.nodes,
+                        r.line()
+                    );
+                    // Each run's figures as soon as it ends (N = 1,000 runs are long).
+                    eprint!("{line}");
+                    t.push_str(&line);
+                    last = Some(r);
+                }
+            }
+            let r = last.expect("four runs");
+            let mut table = r.sim.table();
+            table.push_str(&t);
+            (table, r.sim.metrics().clone())
+        }
+        "records" => {
+            let r = record_push(opts, 0.05, 0.01, 20);
+            let mut t = r.sim.table();
+            t.push_str(&format!(
+                "N={} 20 puts, loss 0.05, dup 0.01: by rumor {} of {} ({:.2} %), after G1 {} of {}; G3 frames {}\n",
+                opts.nodes,
+                r.by_rumor,
+                r.expected,
+                100.0 * r.by_rumor as f64 / r.expected as f64,
+                r.at_end,
+                r.expected,
+                r.rumor_frames
+            ));
+            (t, r.sim.metrics().clone())
+        }
         "hello-mesh" => {
             let sim = hello_mesh(opts);
             (sim.table(), sim.metrics().clone())
@@ -371,4 +630,12 @@ pub fn run_named(name: &str, opts: &Opts) -> Option<(String, Metrics)> {
 }
 
 /// The scenario names [`run_named`] knows.
-pub const NAMES: [&str; 5] = ["hello-mesh", "idle", "partition", "crash-restart", "flood"];
+pub const NAMES: [&str; 7] = [
+    "hello-mesh",
+    "idle",
+    "partition",
+    "crash-restart",
+    "flood",
+    "broadcast",
+    "records",
+];

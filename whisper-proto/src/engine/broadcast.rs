@@ -1,25 +1,56 @@
-//! BroadcastOnly topics: publish, flood with dedup, deliver once, honour the TTL.
+//! G3 rumors in the engine: BroadcastOnly publish, StatefulMerge record push, delivery
+//! once, the TTL, and the glue to the [`RumorPusher`](crate::rumor::RumorPusher).
 //!
-//! Until the rumor-cube pusher lands, a broadcast is flooded: the origin sends a G3
-//! rumor (`hop` 0, `fromDim` 0xFF) whose payload is a
-//! [`TopicBroadcast`] envelope to every connected peer that advertised
-//! `TOPICS`; each receiver that has not seen the rumor id (BLAKE3-256 of the envelope)
-//! delivers it to its subscriber and relays it to every other such peer, `hop + 1`, up
-//! to [`MAX_FLOOD_HOPS`]. An envelope past its
-//! expiry is neither delivered nor relayed. All of the flooding is in
-//! `broadcast_payload`, which the pusher replaces.
+//! # Membership
 //!
-//! On a connection without `TOPICS` (a Go reference peer) a G3 payload is a raw store
-//! record, applied to the default StatefulMerge topic, as the reference does.
+//! The pusher routes on the exact hypercube of the *members*. Unless the application
+//! sets the member list itself ([`Engine::set_members`]), the members are this node plus
+//! every identified peer that advertised `TOPICS`: this assumes a **full-mesh
+//! deployment**, where every member is connected to every other. The cube is rebuilt on
+//! every `PeerUp` of a new peer and when the last connection to a peer closes. A
+//! deployment that is not a full mesh must give the member list with
+//! [`Engine::set_members`]; a cube target without a connection is covered by an
+//! alternate member of the same half-block. Limitation: when a half-block's only member
+//! is not connected to the node that must cover it, that member misses the rumor
+//! ([`crate::rumor::DropReason::Unreachable`]); StatefulMerge records are then
+//! repaired by G1, BroadcastOnly messages are not. Full meshes never hit this.
+//!
+//! Only peers that advertised `TOPICS` are reachable for the pusher: a Go reference
+//! peer (no `TOPICS`) would read any G3 payload as a raw record, so it gets records by
+//! G1 only.
+//!
+//! # Payloads
+//!
+//! Between `TOPICS` peers a G3 payload is an envelope whose first byte is its kind:
+//! a [`TopicBroadcast`] (0x01) for a BroadcastOnly publish, or a [`TopicRecord`]
+//! (0x02) for a StatefulMerge mutation (`put`/`delete`). Any other payload is rejected
+//! and neither ACKed nor forwarded. An expired broadcast is neither delivered nor
+//! forwarded (it is still ACKed). A publish larger than
+//! [`Limits::max_rumor_send`](crate::wire::Limits::max_rumor_send) is refused with
+//! [`PublishError::TooLarge`]: a BroadcastOnly topic has no G1 path. A StatefulMerge
+//! record too large for G3 simply spreads by G1 only.
+//!
+//! On a connection without `TOPICS` (a Go reference peer) a G3 payload is one raw store
+//! record, applied to the default StatefulMerge topic, as the reference does; it is
+//! deduplicated separately, ACKed when the peer negotiated `RUMOR_ACK`, and not
+//! forwarded (G1 spreads it).
+//!
+//! # Events
+//!
+//! Every pusher notification is an [`Event::Rumor`] except `Received`: an accepted rumor
+//! is reported by its effect, [`Event::Message`] or [`Event::RecordApplied`].
 
-use super::{ConnError, Engine};
+use super::{ConnError, Engine, Timer};
 use crate::action::Event;
-use crate::config::defaults::MAX_FLOOD_HOPS;
+use crate::hypercube::{HypercubeError, MemberInfo};
 use crate::node::{ConnId, NodeId};
-use crate::rumor::{RumorId, rumor_id};
+use crate::rumor::{PushError, PusherOutput, RumorEvent, RumorId, rumor_id};
 use crate::time::Instant;
 use crate::topic::{PublishError, TopicError, TopicMode};
-use crate::wire::{Capabilities, FROM_DIM_ORIGIN, Frame, Rumor, TopicBroadcast};
+use crate::wire::{
+    BroadcastError, Capabilities, FROM_DIM_ORIGIN, Frame, KIND_TOPIC_BROADCAST, KIND_TOPIC_RECORD,
+    Rumor, RumorAck, TopicBroadcast, TopicRecord,
+};
 use alloc::string::String;
 use alloc::vec::Vec;
 use bytes::Bytes;
@@ -27,7 +58,8 @@ use bytes::Bytes;
 impl Engine {
     /// Publishes `payload` on a BroadcastOnly topic: every member's subscriber gets it
     /// once ([`Event::Message`]), this node's included, unless the topic's TTL passes
-    /// first. Returns the message's rumor id.
+    /// first. It is pushed down the hypercube as a G3 rumor. Returns the message's rumor
+    /// id.
     ///
     /// # Errors
     /// [`PublishError`]; nothing was sent and no state changed.
@@ -70,12 +102,33 @@ impl Engine {
         if len > max {
             return Err(PublishError::TooLarge { len, max });
         }
-        let targets = self.flow_targets(None);
+        // Egress is charged for the frames the origin really sends: one per cube
+        // dimension with members (the fallback's fan-out when the cube is not valid).
+        let targets = match self
+            .rumor
+            .cube()
+            .forward_targets(FROM_DIM_ORIGIN, None)
+            .len()
+        {
+            0 => self.flow_targets(None),
+            n => n,
+        };
         self.flow_admit_publish(priority, len, targets)
             .map_err(PublishError::Backpressure)?;
         let bytes = envelope.encode().map_err(|_| TopicError::InvalidName)?;
-        let id = rumor_id(&bytes);
-        self.seen.check_and_insert(id);
+        let published = self.rumor.publish(self.now, bytes);
+        let id = match published {
+            Ok(id) => id,
+            Err(PushError::TooLarge { len, max }) => {
+                return Err(PublishError::TooLarge {
+                    len,
+                    max: max as usize,
+                });
+            }
+            // The nonce makes this practically impossible; the message was already
+            // published and delivered.
+            Err(PushError::Duplicate { id }) => return Ok(id),
+        };
         if subscribed {
             self.stats.broadcasts_delivered += 1;
             self.emit(Event::Message {
@@ -86,43 +139,236 @@ impl Engine {
                 hop: 0,
             });
         }
-        self.broadcast_payload(bytes, None, 0);
+        self.publishing = true;
+        self.drain_rumor();
+        self.publishing = false;
         Ok(id)
     }
 
-    /// Floods a broadcast envelope to every `TOPICS` peer except `except`. The rumor-cube
-    /// pusher replaces this function.
-    fn broadcast_payload(&mut self, payload: Bytes, except: Option<ConnId>, hop: u8) {
-        let targets: Vec<ConnId> = self
-            .conns
+    /// Sets the members the rumor pusher routes on (self included), replacing the
+    /// default of "self and every identified `TOPICS` peer" (a full mesh) until
+    /// [`Engine::clear_members`]. For deployments that know their member list.
+    ///
+    /// # Errors
+    /// [`HypercubeError`] when the list is too large; nothing changed.
+    pub fn set_members(
+        &mut self,
+        now: Instant,
+        members: &[MemberInfo],
+    ) -> Result<(), HypercubeError> {
+        self.advance(now);
+        self.rumor.set_members(self.now, members)?;
+        self.members_override = Some(members.to_vec());
+        self.drain_rumor();
+        Ok(())
+    }
+
+    /// Goes back to the full-mesh membership: self and every identified `TOPICS` peer.
+    pub fn clear_members(&mut self, now: Instant) {
+        self.advance(now);
+        self.members_override = None;
+        self.refresh_members();
+        self.drain_rumor();
+    }
+
+    /// The rumor pusher's counters.
+    pub fn rumor_stats(&self) -> crate::rumor::RumorStats {
+        self.rumor.stats()
+    }
+
+    /// The hypercube the rumor pusher routes on.
+    pub fn hypercube(&self) -> &crate::hypercube::HypercubeExt {
+        self.rumor.cube()
+    }
+
+    /// Rebuilds the pusher's cube from the current membership.
+    pub(super) fn refresh_members(&mut self) {
+        if self.members_override.is_some() {
+            return;
+        }
+        let mut members = Vec::with_capacity(self.conns.len() + 1);
+        members.push(MemberInfo::new(self.me.clone()));
+        for c in self.conns.values() {
+            if let Some(p) = c.peer.as_ref() {
+                if c.capabilities.contains(Capabilities::TOPICS) {
+                    members.push(MemberInfo::new(p.clone()));
+                }
+            }
+        }
+        // Duplicates keep their first entry; too many members keep the old cube.
+        let _ = self.rumor.set_members(self.now, &members);
+    }
+
+    /// A `TOPICS` peer is up on `conn`.
+    pub(super) fn rumor_peer_up(&mut self, peer: &NodeId, capabilities: Capabilities) {
+        if !capabilities.contains(Capabilities::TOPICS) {
+            return;
+        }
+        let known = self.rumor.is_reachable(peer);
+        self.rumor
+            .peer_up(peer.clone(), capabilities.contains(Capabilities::RUMOR_ACK));
+        if !known {
+            self.refresh_members();
+        }
+        self.drain_rumor();
+    }
+
+    /// A connection to `peer` closed; if it was the last one, the pusher learns it.
+    pub(super) fn rumor_peer_gone(&mut self, peer: &NodeId) {
+        if self.rumor_conn(peer).is_some() || !self.rumor.is_reachable(peer) {
+            return;
+        }
+        self.rumor.peer_down(self.now, peer);
+        self.refresh_members();
+        self.drain_rumor();
+    }
+
+    /// A live `TOPICS` connection to `peer`.
+    fn rumor_conn(&self, peer: &NodeId) -> Option<ConnId> {
+        self.conns
             .iter()
-            .filter(|(id, c)| {
-                Some(**id) != except
-                    && c.peer.is_some()
-                    && c.capabilities.contains(Capabilities::TOPICS)
+            .find(|(_, c)| {
+                c.peer.as_ref() == Some(peer) && c.capabilities.contains(Capabilities::TOPICS)
             })
             .map(|(id, _)| *id)
-            .collect();
-        for conn in targets {
-            self.stats.broadcasts_sent += 1;
-            let frame = Frame::Rumor(Rumor {
-                hop,
-                from_dim: FROM_DIM_ORIGIN,
-                payload: payload.clone(),
-            });
-            self.send_frame(conn, &frame);
+    }
+
+    /// Pushes a local StatefulMerge mutation as a rumor (too large: G1 only).
+    pub(super) fn push_record(&mut self, topic: &str, record: Bytes) {
+        let envelope = TopicRecord {
+            topic: self.wire_topic(topic),
+            record,
+        };
+        let Ok(bytes) = envelope.encode() else {
+            return;
+        };
+        // TooLarge: G1 carries it. Duplicate: the same record bytes already went out.
+        let _ = self.rumor.publish(self.now, bytes);
+        self.drain_rumor();
+    }
+
+    /// The pusher's ACK deadlines passed.
+    pub(super) fn rumor_timeout(&mut self) {
+        self.rumor.handle_timeout(self.now);
+        self.drain_rumor();
+    }
+
+    /// Hands every pusher output to the driver or the application, then re-arms the
+    /// engine-wide rumor timer.
+    pub(super) fn drain_rumor(&mut self) {
+        while let Some(out) = self.rumor.poll_output() {
+            match out {
+                PusherOutput::Send { to, frame } => match self.rumor_conn(&to) {
+                    Some(conn) => {
+                        let frame = Frame::from(frame);
+                        if let Frame::Rumor(r) = &frame {
+                            // Origin frames were charged by `publish`; relays and their
+                            // retries are charged here, by their topic's priority. A
+                            // refused relay goes unsent: its ACK times out and the
+                            // pusher's retry and drop rules take over.
+                            if !self.publishing && !self.admit_rumor_relay(&r.payload) {
+                                continue;
+                            }
+                        }
+                        match &frame {
+                            Frame::Rumor(_) => self.stats.broadcasts_sent += 1,
+                            _ => self.stats.rumor_acks_sent += 1,
+                        }
+                        self.send_frame(conn, &frame);
+                    }
+                    None => self.rumor.peer_down(self.now, &to),
+                },
+                PusherOutput::Deliver {
+                    id,
+                    payload,
+                    from,
+                    hop,
+                } => self.deliver_rumor(id, payload, &from, hop),
+                PusherOutput::Event(RumorEvent::Received { .. }) => {}
+                PusherOutput::Event(e) => self.emit(Event::Rumor(e)),
+            }
+        }
+        let at = self.rumor.next_deadline();
+        self.set_global_timer(Timer::Rumor, at);
+    }
+
+    /// Egress admission for relaying a rumor payload to one peer, by the priority of the
+    /// topic named in its envelope (the default topic for a raw record).
+    fn admit_rumor_relay(&mut self, payload: &[u8]) -> bool {
+        let topic = match payload {
+            [KIND_TOPIC_BROADCAST | KIND_TOPIC_RECORD, len, rest @ ..] if *len > 0 => rest
+                .get(..usize::from(*len))
+                .and_then(|t| core::str::from_utf8(t).ok())
+                .map(String::from),
+            _ => self.topics.default_stateful().map(String::from),
+        };
+        let topic = topic.unwrap_or_default();
+        self.flow_admit_relay(&topic, payload.len(), 1)
+    }
+
+    /// Applies an accepted rumor: a broadcast to its subscriber, a record to its store.
+    fn deliver_rumor(&mut self, id: RumorId, payload: Bytes, from: &NodeId, hop: u8) {
+        match payload.first().copied() {
+            Some(KIND_TOPIC_BROADCAST) => {
+                let Ok(envelope) = TopicBroadcast::decode(&payload) else {
+                    return;
+                };
+                let subscribed = self
+                    .topics
+                    .topics
+                    .get(&envelope.topic)
+                    .is_some_and(|t| t.subscribed && t.mode == TopicMode::BroadcastOnly);
+                if subscribed {
+                    self.stats.broadcasts_delivered += 1;
+                    self.emit(Event::Message {
+                        topic: envelope.topic,
+                        from: envelope.origin,
+                        payload: envelope.payload,
+                        id,
+                        hop,
+                    });
+                }
+            }
+            Some(KIND_TOPIC_RECORD) => {
+                let Ok(envelope) = TopicRecord::decode(&payload) else {
+                    return;
+                };
+                match self.resolve_topic(&envelope.topic) {
+                    Some(topic) => {
+                        self.apply_records(&topic, from, &[envelope.record]);
+                    }
+                    None => self.stats.unknown_topic += 1,
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Checks a G3 payload from a `TOPICS` peer before the pusher sees it. `Ok(false)`:
+    /// a valid but expired broadcast.
+    fn check_envelope(&self, payload: &Bytes) -> Result<bool, BroadcastError> {
+        match payload.first().copied() {
+            Some(KIND_TOPIC_RECORD) => TopicRecord::decode(payload).map(|_| true),
+            _ => {
+                let envelope = TopicBroadcast::decode(payload)?;
+                Ok(envelope.expires_ms == 0 || self.wall_us() / 1000 < envelope.expires_ms)
+            }
         }
     }
 
     /// A G3 rumor.
     pub(super) fn on_rumor(&mut self, conn: ConnId, peer: NodeId, rumor: Rumor) {
-        let id = rumor_id(&rumor.payload);
-        let topics = self
+        let caps = self
             .conns
             .get(&conn)
-            .is_some_and(|c| c.capabilities.contains(Capabilities::TOPICS));
-        if !topics {
+            .map_or(Capabilities::NONE, |c| c.capabilities);
+        let acks = caps.contains(Capabilities::RUMOR_ACK);
+        if !caps.contains(Capabilities::TOPICS) {
             // The reference: a rumor is one raw store record.
+            let id = rumor_id(&rumor.payload);
+            if acks {
+                self.send_ack(conn, id);
+            }
             if !self.seen.check_and_insert(id) {
                 self.stats.broadcasts_duplicate += 1;
                 return;
@@ -135,42 +381,41 @@ impl Engine {
             }
             return;
         }
-        let envelope = match TopicBroadcast::decode(&rumor.payload) {
-            Ok(e) => e,
-            Err(e) => {
-                self.reject(conn, ConnError::Broadcast(e));
-                return;
+        match self.check_envelope(&rumor.payload) {
+            Err(e) => self.reject(conn, ConnError::Broadcast(e)),
+            Ok(false) => {
+                self.stats.broadcasts_expired += 1;
+                if acks {
+                    self.send_ack(conn, rumor_id(&rumor.payload));
+                }
             }
-        };
-        if !self.seen.check_and_insert(id) {
-            self.stats.broadcasts_duplicate += 1;
+            Ok(true) => {
+                self.rumor.handle_rumor(self.now, &peer, rumor, acks);
+                self.drain_rumor();
+            }
+        }
+    }
+
+    /// A G3-ACK.
+    pub(super) fn on_rumor_ack(&mut self, conn: ConnId, peer: NodeId, ack: RumorAck) {
+        let negotiated = self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.capabilities.contains(Capabilities::RUMOR_ACK));
+        if !negotiated {
+            self.stats.rumor_acks_dropped += 1;
             return;
         }
-        if envelope.expires_ms != 0 && self.wall_us() / 1000 >= envelope.expires_ms {
-            self.stats.broadcasts_expired += 1;
-            return;
-        }
-        let subscribed = self
-            .topics
-            .topics
-            .get(&envelope.topic)
-            .is_some_and(|t| t.subscribed && t.mode == TopicMode::BroadcastOnly);
-        let relay = rumor.hop < MAX_FLOOD_HOPS && {
-            let targets = self.flow_targets(Some(conn));
-            self.flow_admit_relay(&envelope.topic, rumor.payload.len(), targets)
-        };
-        if relay {
-            self.broadcast_payload(rumor.payload, Some(conn), rumor.hop.saturating_add(1));
-        }
-        if subscribed {
-            self.stats.broadcasts_delivered += 1;
-            self.emit(Event::Message {
-                topic: envelope.topic,
-                from: envelope.origin,
-                payload: envelope.payload,
-                id,
-                hop: rumor.hop.saturating_add(1),
-            });
-        }
+        self.rumor
+            .handle_ack(self.now, &peer, RumorId::from_bytes(ack.rumor_id));
+        self.drain_rumor();
+    }
+
+    fn send_ack(&mut self, conn: ConnId, id: RumorId) {
+        self.stats.rumor_acks_sent += 1;
+        let frame = Frame::RumorAck(RumorAck {
+            rumor_id: *id.as_bytes(),
+        });
+        self.send_frame(conn, &frame);
     }
 }

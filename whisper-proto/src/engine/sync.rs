@@ -162,7 +162,7 @@ impl Engine {
     }
 
     /// The topic as written in field 16: empty for the default topic.
-    fn wire_topic(&self, name: &str) -> String {
+    pub(super) fn wire_topic(&self, name: &str) -> String {
         if self.topics.default_stateful() == Some(name) {
             String::new()
         } else {
@@ -171,7 +171,7 @@ impl Engine {
     }
 
     /// The local StatefulMerge topic a field-16 value names.
-    fn resolve_topic(&self, wire: &str) -> Option<String> {
+    pub(super) fn resolve_topic(&self, wire: &str) -> Option<String> {
         if wire.is_empty() {
             return self.topics.default_stateful().map(String::from);
         }

@@ -90,7 +90,9 @@ impl Engine {
     }
 
     /// Writes `value` under `key` in a StatefulMerge topic's store (through
-    /// [`StateStore::write`]); it spreads with the next rounds. Returns the record.
+    /// [`StateStore::write`]); the record is pushed to every member at once as a G3
+    /// rumor (with [`crate::Config::rumor_records`], when it fits [`crate::wire::Limits::max_rumor_send`]) and spreads with
+    /// the next G1 rounds too (the repair path). Returns the record.
     ///
     /// # Errors
     /// [`StoreError`]; nothing changed.
@@ -104,7 +106,8 @@ impl Engine {
         self.write(now, topic, key, Some(value))
     }
 
-    /// Deletes `key` (a tombstone) in a StatefulMerge topic's store.
+    /// Deletes `key` (a tombstone) in a StatefulMerge topic's store; the tombstone is
+    /// pushed like a [`put`](Self::put).
     ///
     /// # Errors
     /// [`StoreError`]; nothing changed.
@@ -127,7 +130,11 @@ impl Engine {
             .get_mut(topic)
             .and_then(|t| t.store.as_mut())
             .ok_or(StoreError::UnknownTopic)?;
-        store.write(now_us, key, value)
+        let record = store.write(now_us, key, value)?;
+        if self.config.rumor_records {
+            self.push_record(topic, record.clone());
+        }
+        Ok(record)
     }
 
     /// A StatefulMerge topic's store.

@@ -13,6 +13,15 @@
 //! The broadcast's identity is the rumor id of the whole envelope (BLAKE3-256), the one
 //! id used for dedup everywhere. On a connection without `TOPICS` (a Go reference peer)
 //! a G3 payload is a raw store record instead, as in the reference.
+//!
+//! A StatefulMerge record pushed as a rumor between `TOPICS` peers is a
+//! [`TopicRecord`] envelope:
+//!
+//! ```text
+//! kind u8 (= 0x02 TopicRecord)
+//! | topicLen u8 (0..=255; 0 = the default StatefulMerge topic) | topic[topicLen]
+//! | record[..]    (the rest of the rumor: one store record, as in a G1 body)
+//! ```
 
 use super::read_u64;
 use crate::node::NodeId;
@@ -21,6 +30,56 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// The envelope kind byte of a topic broadcast.
 pub const KIND_TOPIC_BROADCAST: u8 = 0x01;
+
+/// The envelope kind byte of a pushed StatefulMerge record.
+pub const KIND_TOPIC_RECORD: u8 = 0x02;
+
+/// A StatefulMerge record pushed as a G3 rumor between `TOPICS` peers. The record is a
+/// zero-copy slice of the rumor.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct TopicRecord {
+    /// The topic's wire name: empty for the default StatefulMerge topic (as in G1
+    /// field 16), else 1..=255 bytes of UTF-8.
+    pub topic: String,
+    /// One encoded store record.
+    pub record: Bytes,
+}
+
+impl TopicRecord {
+    /// The envelope's size.
+    pub fn encoded_len(&self) -> usize {
+        2 + self.topic.len() + self.record.len()
+    }
+
+    /// Encodes the envelope.
+    pub fn encode(&self) -> Result<Bytes, BroadcastError> {
+        if self.topic.len() > 255 {
+            return Err(BroadcastError::Topic);
+        }
+        let mut out = BytesMut::with_capacity(self.encoded_len());
+        out.put_u8(KIND_TOPIC_RECORD);
+        out.put_u8(self.topic.len() as u8);
+        out.put_slice(self.topic.as_bytes());
+        out.put_slice(&self.record);
+        Ok(out.freeze())
+    }
+
+    /// Decodes an envelope, zero-copy.
+    pub fn decode(bytes: &Bytes) -> Result<Self, BroadcastError> {
+        let b = bytes.as_ref();
+        let kind = *b.first().ok_or(BroadcastError::Truncated)?;
+        if kind != KIND_TOPIC_RECORD {
+            return Err(BroadcastError::Kind(kind));
+        }
+        let topic_len = usize::from(*b.get(1).ok_or(BroadcastError::Truncated)?);
+        let topic = b.get(2..2 + topic_len).ok_or(BroadcastError::Truncated)?;
+        let topic = core::str::from_utf8(topic).map_err(|_| BroadcastError::Topic)?;
+        Ok(Self {
+            topic: String::from(topic),
+            record: bytes.slice(2 + topic_len..),
+        })
+    }
+}
 
 /// A decoded topic broadcast. The payload is a zero-copy slice of the rumor.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -144,9 +203,34 @@ mod tests {
         );
     }
 
+    #[test]
+    fn golden_record_envelope() {
+        let r = TopicRecord {
+            topic: "t".into(),
+            record: Bytes::from_static(b"rec"),
+        };
+        let bytes = r.encode().unwrap();
+        assert_eq!(bytes.as_ref(), &[2, 1, b't', b'r', b'e', b'c']);
+        assert_eq!(TopicRecord::decode(&bytes).unwrap(), r);
+        let d = TopicRecord {
+            topic: String::new(),
+            record: Bytes::from_static(b"x"),
+        };
+        assert_eq!(d.encode().unwrap().as_ref(), &[2, 0, b'x']);
+        assert_eq!(
+            TopicRecord::decode(&Bytes::from_static(&[2, 3, b'a'])),
+            Err(BroadcastError::Truncated)
+        );
+        assert_eq!(
+            TopicRecord::decode(&Bytes::from_static(&[1])),
+            Err(BroadcastError::Kind(1))
+        );
+    }
+
     quickcheck::quickcheck! {
         fn decode_never_panics(bytes: alloc::vec::Vec<u8>) -> bool {
-            let _ = TopicBroadcast::decode(&Bytes::from(bytes));
+            let _ = TopicBroadcast::decode(&Bytes::from(bytes.clone()));
+            let _ = TopicRecord::decode(&Bytes::from(bytes));
             true
         }
     }

@@ -51,7 +51,9 @@ mod snapshot;
 
 pub mod codec;
 
-pub use broadcast::{BroadcastError, KIND_TOPIC_BROADCAST, TopicBroadcast};
+pub use broadcast::{
+    BroadcastError, KIND_TOPIC_BROADCAST, KIND_TOPIC_RECORD, TopicBroadcast, TopicRecord,
+};
 pub use decoder::FrameDecoder;
 pub use digest::{BucketDigest, Digest};
 pub use g1::Exchange;
