@@ -177,7 +177,11 @@ fn publish_past_the_queue_threshold_is_backpressure_and_nothing_queued_is_lost()
         .into_iter()
         .filter(|f| matches!(f, Frame::Rumor(_)))
         .count();
-    assert_eq!(rumors, accepted + 1, "every accepted publish is still queued");
+    assert_eq!(
+        rumors,
+        accepted + 1,
+        "every accepted publish is still queued"
+    );
     assert_eq!(e.flow_stats().rate.backpressure_refused, 1);
     e.publish(T0, "low", Bytes::from_static(b"m")).unwrap();
 }

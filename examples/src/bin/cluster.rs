@@ -114,25 +114,30 @@ fn run(args: &Args) -> Result<bool, String> {
     let mut rng = Rng::new(args.seed);
     let n = args.nodes;
 
-    // A connected sparse graph: node i dials node i-1 and up to two random earlier nodes.
+    // A full mesh: node i dials every earlier node. The engine's default membership is
+    // "self and every connected peer", which the hypercube needs to agree on across
+    // nodes; a sparse deployment would feed `Engine::set_members` instead.
     let mut edges: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
     let mut nodes: Vec<Box<dyn TestNode>> = Vec::with_capacity(n);
     for i in 0..n {
         let mut spec = Spec::new(&format!("node-{i:02}"));
         spec.seed = args.seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
+        // The seed's per-peer allowance (100 msg/s, burst 500) is sized for a fleet in
+        // steady state; this demo writes every record at once, so it raises it, and
+        // keeps the queue threshold above what one burst of writes queues.
+        spec.config.rate_limit = whisper_proto::ratelimit::RateLimitConfig {
+            peer_per_sec: 100_000.0,
+            peer_burst: 200_000.0,
+            queue_threshold: 1 << 20,
+            ..spec.config.rate_limit
+        };
         if let Some(dir) = &args.persist {
             spec.driver.persist_dir = Some(dir.join(format!("node-{i:02}")));
         }
-        if i > 0 {
-            let mut dial = BTreeSet::from([i - 1]);
-            for _ in 0..2 {
-                dial.insert(rng.below(i as u64) as usize);
-            }
-            for j in dial {
-                spec = spec.peer(nodes[j].addr());
-                edges[i].insert(j);
-                edges[j].insert(i);
-            }
+        for j in 0..i {
+            spec = spec.peer(nodes[j].addr());
+            edges[i].insert(j);
+            edges[j].insert(i);
         }
         let mut node = start(args.adapter, &spec);
         register_topics(node.as_mut());
