@@ -42,7 +42,7 @@ use crate::rumor::{RumorConfig, RumorPusher, RumorStats, RumorTracker};
 use crate::time::{Duration, Instant};
 use crate::topic::{QueryId, QueryReply, TopicRegistry};
 use crate::util::Correlator;
-use crate::wire::codec::{CodecError, ProtobufCodec};
+use crate::wire::codec::{CodecError, G1Codec, ProtobufCodec};
 use crate::wire::{
     BroadcastError, Capabilities, Custom, Digest, Exchange, Frame, FrameDecoder, Hello,
     PROTOCOL_VERSION, RegisterError, WireConfig,
@@ -300,7 +300,8 @@ pub struct Engine {
     actions: VecDeque<Action>,
     stats: EngineStats,
     topics: TopicRegistry,
-    codec: ProtobufCodec,
+    /// The G1 body codec ([`ProtobufCodec`] unless replaced).
+    codec: alloc::boxed::Box<dyn G1Codec>,
     /// Dedup of raw G3 records from peers without `TOPICS` (bounded LRU,
     /// [`Config::broadcast_dedup_capacity`]).
     seen: RumorTracker,
@@ -354,7 +355,7 @@ impl Engine {
             actions: VecDeque::new(),
             stats: EngineStats::default(),
             topics: TopicRegistry::new(),
-            codec: ProtobufCodec,
+            codec: alloc::boxed::Box::new(ProtobufCodec),
             seen,
             rumor,
             publishing: false,
@@ -377,6 +378,13 @@ impl Engine {
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Replaces the G1 body codec (default: [`ProtobufCodec`], the deployed Go mesh's
+    /// envelope). Every node of a deployment must use the same codec. Call before the
+    /// first connection; exchanges already under way finish with the new codec.
+    pub fn set_g1_codec(&mut self, codec: alloc::boxed::Box<dyn G1Codec>) {
+        self.codec = codec;
     }
 
     /// The capabilities this node advertises.

@@ -39,7 +39,7 @@ use super::{ConnError, Engine, Role, Timer};
 use crate::action::Event;
 use crate::node::{ConnId, NodeId};
 use crate::topic::TopicMode;
-use crate::wire::codec::{BodyKind, ExchangeBody, G1Codec};
+use crate::wire::codec::{BodyKind, ExchangeBody};
 use crate::wire::{BucketDigest, Capabilities, Digest, Exchange, Frame};
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;

@@ -231,7 +231,7 @@ pub enum CodecError {
 /// Encodes and decodes G1 bodies. Implementations MUST be deterministic (equal inputs
 /// give equal bytes) and MUST NOT allocate more than a small multiple of the body length
 /// when decoding.
-pub trait G1Codec {
+pub trait G1Codec: core::fmt::Debug + Send {
     /// Appends the encoding of `body` to `out`.
     fn encode(&self, body: &ExchangeBody, out: &mut BytesMut) -> Result<(), CodecError>;
     /// Decodes a whole body (zero-copy where the codec can).
