@@ -500,12 +500,12 @@ impl whisper_proto::wire::codec::G1Codec for XorCodec {
 
     fn decode(
         &self,
-        body: whisper_proto::Bytes,
+        body: Bytes,
     ) -> Result<whisper_proto::wire::codec::ExchangeBody, whisper_proto::wire::codec::CodecError>
     {
         use whisper_proto::wire::codec::{G1Codec, ProtobufCodec};
         let plain: Vec<u8> = body.iter().map(|b| b ^ 0x5A).collect();
-        ProtobufCodec.decode(whisper_proto::Bytes::from(plain))
+        ProtobufCodec.decode(Bytes::from(plain))
     }
 }
 
