@@ -490,7 +490,7 @@ impl whisper_proto::wire::codec::G1Codec for XorCodec {
         body: &whisper_proto::wire::codec::ExchangeBody,
         out: &mut bytes::BytesMut,
     ) -> Result<(), whisper_proto::wire::codec::CodecError> {
-        use whisper_proto::wire::codec::{G1Codec, ProtobufCodec};
+        use whisper_proto::wire::codec::ProtobufCodec;
         let start = out.len();
         ProtobufCodec.encode(body, out)?;
         out[start..].iter_mut().for_each(|b| *b ^= 0x5A);
@@ -503,7 +503,7 @@ impl whisper_proto::wire::codec::G1Codec for XorCodec {
         body: Bytes,
     ) -> Result<whisper_proto::wire::codec::ExchangeBody, whisper_proto::wire::codec::CodecError>
     {
-        use whisper_proto::wire::codec::{G1Codec, ProtobufCodec};
+        use whisper_proto::wire::codec::ProtobufCodec;
         let plain: Vec<u8> = body.iter().map(|b| b ^ 0x5A).collect();
         ProtobufCodec.decode(Bytes::from(plain))
     }
