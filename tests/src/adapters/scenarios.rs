@@ -378,6 +378,22 @@ pub fn broadcast_reaches_all(kinds: &[Kind]) {
     for node in &mut nodes {
         assert!(node.next_message(Duration::ZERO).is_none());
     }
+    // The rumor went over the cube with ACKs: every receiver ACKed its one frame, so
+    // the ACKs received across the cluster equal the rumor frames sent (N − 1).
+    let count = |nodes: &[Box<dyn TestNode>]| {
+        nodes.iter().fold((0, 0), |(s, a), n| {
+            let r = n.stats().rumor;
+            (s + r.sent, a + r.acks_received)
+        })
+    };
+    let until = std::time::Instant::now() + WAIT;
+    let (mut sent, mut acked) = count(&nodes);
+    while acked < sent && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+        (sent, acked) = count(&nodes);
+    }
+    assert_eq!(sent, nodes.len() as u64 - 1, "N - 1 rumor frames");
+    assert_eq!(acked, sent, "every rumor frame was ACKed");
     for node in nodes {
         node.shutdown();
     }
