@@ -81,10 +81,25 @@ impl Spec {
 }
 
 /// Engine settings for tests: a G1 round with each dialed peer every 100 ms.
+///
+/// The per-peer allowance is raised far above the seed's 100 msg/s (burst 500): the
+/// suites and the loopback bench push thousands of frames per second between two
+/// nodes, which the default limiter would rightly throttle; likewise the 10 MiB/s
+/// egress cap, which would otherwise be what the bench measures. Rate limiting has its own
+/// tests (`tests/flow.rs`).
 pub fn fast_config() -> Config {
+    let config = Config::default();
     Config {
         gossip_interval: Duration::from_millis(100),
-        ..Config::default()
+        rate_limit: whisper_proto::ratelimit::RateLimitConfig {
+            peer_per_sec: 1_000_000.0,
+            peer_burst: 2_000_000.0,
+            egress_bytes_per_sec: 1e12,
+            egress_burst: 1e12,
+            queue_threshold: 1 << 20,
+            ..config.rate_limit
+        },
+        ..config
     }
 }
 
