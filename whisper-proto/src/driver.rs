@@ -83,6 +83,7 @@ use std::vec::Vec;
 use bytes::{Bytes, BytesMut};
 
 use crate::action::{Action, Event};
+use crate::config::defaults::DELTA_SAVE_INTERVAL;
 use crate::config::{Config, ConfigError};
 use crate::delta::{DeltaPersistence, JsonFile, PersistError};
 use crate::engine::{CommandError, Engine, EngineStats, Identity, Role};
@@ -235,6 +236,10 @@ pub struct DriverStats {
     pub writes: u64,
     /// Dials skipped because the peer's circuit was open.
     pub breaker_rejections: u64,
+    /// Periodic saves of delta watermarks to [`DriverConfig::persist_dir`].
+    pub delta_saves: u64,
+    /// Periodic saves that failed (the file is left as it was; retried next period).
+    pub persist_errors: u64,
 }
 
 // ---- outputs ----------------------------------------------------------------------------
@@ -476,6 +481,8 @@ pub struct Driver {
     /// Open queries' reply callbacks, resolved from [`Event::QueryComplete`].
     queries: BTreeMap<QueryId, QueryCallback>,
     stateful: Vec<String>,
+    /// When delta watermarks are next saved (only with a persistence directory).
+    next_save: Option<Instant>,
 }
 
 impl fmt::Debug for Driver {
@@ -507,6 +514,10 @@ impl Driver {
 
     /// A driver around an existing engine with no connections.
     pub fn with_engine(engine: Engine, config: DriverConfig, seed: u64, now: Instant) -> Self {
+        let next_save = config
+            .persist_dir
+            .as_ref()
+            .map(|_| now + DELTA_SAVE_INTERVAL);
         Self {
             engine,
             config,
@@ -523,6 +534,7 @@ impl Driver {
             hook: None,
             queries: BTreeMap::new(),
             stateful: Vec::new(),
+            next_save,
         }
     }
 
@@ -618,7 +630,10 @@ impl Driver {
     }
 
     /// When [`Driver::handle_timeout`] should next be called: the earliest of the
-    /// engine's deadline, the next dial, a dial timeout and a linger. `None` when
+    /// engine's deadline, the next dial, a dial timeout, a linger and the next periodic
+    /// save of delta watermarks (every
+    /// [`DELTA_SAVE_INTERVAL`] with a
+    /// persistence directory). `None` when
     /// nothing is scheduled.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let slots = self.slots.iter().filter_map(|s| match s.state {
@@ -632,6 +647,7 @@ impl Driver {
             .into_iter()
             .chain(slots)
             .chain(lingers)
+            .chain(self.next_save)
             .min()
     }
 
@@ -983,6 +999,17 @@ impl Driver {
         for conn in expired {
             self.stats.lingers_expired += 1;
             self.remove(conn);
+        }
+        if self.next_save.is_some_and(|t| t <= self.now) {
+            // Watermarks survive a crash, not only a graceful shutdown.
+            match self.save_delta() {
+                Ok(_) => self.stats.delta_saves += 1,
+                Err(error) => {
+                    self.stats.persist_errors += 1;
+                    tracing::warn!(target: targets::ADAPTER, %error, "periodic delta save failed");
+                }
+            }
+            self.next_save = Some(self.now + DELTA_SAVE_INTERVAL);
         }
     }
 

@@ -700,3 +700,40 @@ fn delta_state_is_saved_at_finish_and_snapshot_reports_stores() {
     assert!(text.contains("kv"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn delta_state_is_saved_periodically_without_a_shutdown() {
+    let dir = std::env::temp_dir().join(std::format!(
+        "whisper-driver-periodic-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = DriverConfig {
+        persist_dir: Some(dir.clone()),
+        ..config()
+    };
+    let mut net = Net::new(&["a", "b"], cfg);
+    for d in &mut net.nodes {
+        let me = d.engine().node_id().clone();
+        d.register_topic(
+            Instant::ZERO,
+            "kv",
+            TopicConfig::stateful(crate::store::MemStore::new(me, [1; 32])),
+        )
+        .unwrap();
+    }
+    net.connect(0, 1);
+    let now = net.now;
+    net.nodes[1].put(now, "kv", b"k", b"v").unwrap();
+    // Before the first period nothing is written; after it the file is there, with no
+    // finish() (a crash would lose at most one period).
+    net.run_until(ms(29_000));
+    assert_eq!(net.nodes[0].stats().delta_saves, 0);
+    assert!(!dir.join("delta.json").exists());
+    net.run_until(ms(61_000));
+    assert_eq!(net.nodes[0].stats().delta_saves, 2);
+    assert_eq!(net.nodes[0].stats().persist_errors, 0);
+    let text = std::fs::read_to_string(dir.join("delta.json")).unwrap();
+    assert!(text.contains("kv"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
