@@ -407,6 +407,30 @@ impl HypercubeExt {
         halves.chain(leaves).collect()
     }
 
+    /// The members self sends rumor frames to: its targets when originating (on every
+    /// broadcast, from any origin, a relay sends to a subset of these), each followed
+    /// by the [primary takeover](Self::alternate_for) of that target, the first retry.
+    /// Deduplicated, in order, self excluded.
+    ///
+    /// A deployment that gives every node the same member list
+    /// ([`Engine::set_members`](crate::Engine::set_members)) but is not a full mesh keeps
+    /// a connection to each of these: the union over all members is a connected overlay
+    /// of `O(log N)` links per node on which every fault-free broadcast is exact and a
+    /// single failure is retried over a live link.
+    pub fn overlay_peers(&self) -> Vec<NodeId> {
+        let me = self.primary.self_id();
+        let mut out: Vec<NodeId> = Vec::new();
+        for t in self.forward_targets(ORIGIN, None) {
+            let takeover = self.alternate_for(t.from_dim, &t.peer).map(|a| a.peer);
+            for peer in core::iter::once(t.peer).chain(takeover) {
+                if &peer != me && !out.contains(&peer) {
+                    out.push(peer);
+                }
+            }
+        }
+        out
+    }
+
     /// The member that receives the half-block self hands off on dimension `k`.
     ///
     /// This is the [dimension neighbour](Hypercube::dimension_neighbour) unless its
@@ -441,8 +465,7 @@ impl HypercubeExt {
     /// of `failed`'s half-block, the block `failed` was to cover:
     ///
     /// 1. the [primary takeover](Hypercube::takeover_for). It covers every other member
-    ///    of the block exactly once, and `failed` receives one more frame, as a leaf with
-    ///    nothing to retry;
+    ///    of the block exactly once, and `failed` receives one more frame, as a leaf;
     /// 2. `failed`'s dual-cube neighbours that lie in the block. They are independent of
     ///    primary adjacency, so they are the next try when the takeover is down too;
     /// 3. the block's remaining members in position order.

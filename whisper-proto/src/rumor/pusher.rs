@@ -62,10 +62,13 @@
 //!    live member still receives exactly once, for exactly one retry when the failed
 //!    node's block had other members and none when it had not. The reference retries the
 //!    same peer and only relabels `fromDim` and bumps `hop` (§t item 10).
-//! 4. If no such member is left but the block had other members, a random fallback is
-//!    the last resort (below).
-//! 5. If the failed peer was alone in its block, nobody else was to hear from it. The
-//!    frame is dropped without a retry.
+//! 4. If every member that can cover the block was already sent this frame, it goes
+//!    again to the next of them after the failed one, still reachable: the same peer
+//!    when it is alone in its block (every leaf of the tree is). Under frame loss the
+//!    frame or its ACK was lost, so a resend completes delivery; a connected peer that
+//!    never ACKs costs the budget in extra frames.
+//! 5. If no member of the block is reachable any more but the block had others, a
+//!    random fallback is the last resort (below); if it had none, the frame is dropped.
 //!
 //! A retry answered by a member that already has the rumor is still ACKed, because
 //! duplicates are ACKed. So a lost ACK costs one duplicate frame and no second delivery.
@@ -261,8 +264,8 @@ pub enum DropReason {
     Evicted,
     /// No ACK came, and the retry budget was spent.
     RetriesExhausted,
-    /// No ACK came, and nothing is left to retry: the peer was alone in its half-block,
-    /// or the frame came from the random fallback.
+    /// No ACK came, and nothing is left to retry: the frame came from the random
+    /// fallback, or the peer was alone in its half-block and is no longer reachable.
     Unacknowledged,
     /// No reachable member was left for a half-block, and the random fallback sent
     /// nothing.
@@ -410,10 +413,12 @@ pub fn adaptive_fanout(candidates: usize, base: u8) -> usize {
 #[derive(Clone, Debug)]
 enum Chain {
     /// A cube frame: `owner` was handed the half-block; `tried` holds every member sent
-    /// this frame so far; `retries` were made.
+    /// this frame so far, after `owner` itself when `skipped_first` (it was the sender
+    /// or unreachable, so it was never sent one); `retries` were made.
     Cube {
         owner: NodeId,
         tried: Vec<NodeId>,
+        skipped_first: bool,
         retries: u8,
     },
     /// A random-fallback frame: never retried.
@@ -775,6 +780,7 @@ impl RumorPusher {
             let chain = Chain::Cube {
                 owner: peer.clone(),
                 tried: alloc::vec![peer.clone()],
+                skipped_first: false,
                 retries: 0,
             };
             self.send(now, id, payload, hop, from_dim, peer, SendPath::Cube, chain);
@@ -786,6 +792,7 @@ impl RumorPusher {
             let chain = Chain::Cube {
                 owner: peer,
                 tried,
+                skipped_first: true,
                 retries: 0,
             };
             self.send(
@@ -817,6 +824,7 @@ impl RumorPusher {
         let Chain::Cube {
             owner,
             mut tried,
+            skipped_first,
             retries,
         } = p.chain
         else {
@@ -828,22 +836,33 @@ impl RumorPusher {
             return;
         }
         let attempt = retries.saturating_add(1);
-        if let Some(alt) = self.next_alternate(p.from_dim, &owner, &tried, None) {
+        let next = match self.next_alternate(p.from_dim, &owner, &tried, None) {
+            Some(alt) => {
+                tried.push(alt.clone());
+                Some(alt)
+            }
+            // Every member that can cover the block was sent this frame: send it again,
+            // to the next of them after the one that failed (the same one when it is
+            // alone). Under frame loss the frame or its ACK was lost; a duplicate is
+            // ACKed and not delivered twice.
+            None => self.again(&tried[usize::from(skipped_first)..], &p.peer),
+        };
+        if let Some(to) = next {
             self.stats.retries += 1;
             self.event(RumorEvent::Retry {
                 id: p.id,
                 failed: p.peer,
-                to: alt.clone(),
+                to: to.clone(),
                 attempt,
             });
-            tried.push(alt.clone());
             let chain = Chain::Cube {
                 owner,
                 tried,
+                skipped_first,
                 retries: attempt,
             };
             let (id, payload, hop, dim) = (p.id, p.payload, p.hop, p.from_dim);
-            self.send(now, id, &payload, hop, dim, alt, SendPath::Retry, chain);
+            self.send(now, id, &payload, hop, dim, to, SendPath::Retry, chain);
         } else if self.block_has_others(p.from_dim, &owner) {
             let retry = Some((&p.peer, attempt));
             if self.fallback(now, p.id, &p.payload, p.hop, None, &tried, retry) == 0 {
@@ -852,6 +871,18 @@ impl RumorPusher {
         } else {
             self.drop_frame(p.id, p.peer, DropReason::Unacknowledged);
         }
+    }
+
+    /// The member of `sent` (members already sent a frame, in order) to resend it to
+    /// after `failed` did not acknowledge: the next reachable one after `failed`,
+    /// wrapping around, `failed` itself last.
+    fn again(&self, sent: &[NodeId], failed: &NodeId) -> Option<NodeId> {
+        let me = self.me();
+        let after = sent.iter().position(|p| p == failed).map_or(0, |i| i + 1);
+        (0..sent.len())
+            .map(|k| &sent[(after + k) % sent.len()])
+            .find(|p| *p != me && self.is_reachable(p))
+            .cloned()
     }
 
     /// The next member, not yet tried, that can take over `owner`'s half-block for a
@@ -1058,7 +1089,7 @@ mod tests {
     enum Links {
         /// Everyone to everyone.
         Full,
-        /// Each node to its cube delegates and their alternates (what it may send to).
+        /// The overlay of [`HypercubeExt::overlay_peers`], both ways.
         Neighbourhood,
     }
 
@@ -1148,21 +1179,20 @@ mod tests {
                     p
                 })
                 .collect();
+            // Links are undirected: a connection either end asked for serves both.
+            let mut overlay: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
+            if let Links::Neighbourhood = links {
+                for (i, node) in nodes.iter().enumerate() {
+                    for peer in node.cube().overlay_peers() {
+                        overlay[i].insert(index[&peer]);
+                        overlay[index[&peer]].insert(i);
+                    }
+                }
+            }
             for (i, node) in nodes.iter_mut().enumerate() {
                 let peers: BTreeSet<usize> = match links {
                     Links::Full => (0..n).filter(|&j| j != i).collect(),
-                    Links::Neighbourhood => {
-                        let cube = node.cube();
-                        let mut set = BTreeSet::new();
-                        for k in 0..cube.primary().dimensions() {
-                            let Some(d) = cube.delegate(k) else { continue };
-                            set.insert(index[d]);
-                            for a in cube.alternates(k, d) {
-                                set.insert(index[&a.peer]);
-                            }
-                        }
-                        set
-                    }
+                    Links::Neighbourhood => core::mem::take(&mut overlay[i]),
                 };
                 // ACK support is negotiated: both ends must advertise it.
                 let acks = |j: usize| !legacy.contains(&i) && !legacy.contains(&j);
@@ -1323,6 +1353,52 @@ mod tests {
         assert_eq!(net.pending(), 0);
     }
 
+    /// The overlay of `overlay_peers` (links both ways) is enough: every fault-free
+    /// broadcast is exact, and a dead top delegate is still covered by a live link, with
+    /// O(log N) links per node on average.
+    #[test]
+    fn overlay_peers_keep_every_broadcast_exact() {
+        let mut rng = Rng::new(17);
+        let sizes = [2, 3, 5, 8, 13, 31, 64, 100, 257, 1000];
+        for n in sizes {
+            let mut net = Net::new(n, RumorConfig::default(), Links::Neighbourhood, &[]);
+            // Mean degree: a member alone in a half-block (N = 257: node 256) is every
+            // lower node's delegate, so the maximum can reach N − 1.
+            let links: usize = (0..n).map(|i| net.nodes[i].stats().peers).sum();
+            let dims = ceil_log2(n) as usize;
+            assert!(
+                links <= 4 * dims.max(1) * n,
+                "N={n}: mean degree {}",
+                links / n
+            );
+            let origins: Vec<usize> = if n <= 64 {
+                (0..n).collect()
+            } else {
+                (0..8).map(|_| rng.below(n as u64) as usize).collect()
+            };
+            for origin in origins {
+                let run = net.broadcast(origin, format!("overlay {n} {origin}").as_bytes());
+                assert_exact(&net, &run, origin);
+                if n < 4 {
+                    continue;
+                }
+                let top = net.nodes[origin].cube().delegate(dims as u8 - 1).unwrap();
+                let dead = net.index[&top.clone()];
+                net.dead = Some(dead);
+                let hurt = net.broadcast(origin, format!("hurt {n} {origin}").as_bytes());
+                net.dead = None;
+                for i in (0..n).filter(|&i| i != dead) {
+                    assert_eq!(
+                        hurt.delivered[i],
+                        usize::from(i != origin),
+                        "N={n} node {i}"
+                    );
+                }
+                assert!(hurt.fallback == 0, "N={n}: no random fallback needed");
+            }
+        }
+    }
+
     #[test]
     fn fault_free_exact_for_every_n_up_to_64_and_every_origin() {
         for n in 1..=64 {
@@ -1361,8 +1437,13 @@ mod tests {
 
     /// One dead node per run (it receives but never answers): every node in turn, for
     /// every N ≤ 64, from every origin up to N = 40 and four sampled origins above.
+    /// Every live node receives exactly once. The dead node's block costs one retry to
+    /// the takeover when it has other members; then the dead node is a leaf (of the
+    /// takeover, or of its sender when alone in its block), and a leaf is retried in
+    /// place until the budget is spent.
     #[test]
-    fn one_dead_node_costs_exactly_one_retry_when_its_block_has_others() {
+    fn one_dead_node_costs_one_takeover_retry_and_the_leaf_budget() {
+        let budget = usize::from(RumorConfig::default().ack_retries);
         let mut rng = Rng::new(9);
         let mut with_retry = 0;
         for n in 2..=64 {
@@ -1388,11 +1469,11 @@ mod tests {
                     for i in (0..n).filter(|&i| i != dead) {
                         assert_eq!(run.delivered[i], usize::from(i != origin), "{ctx} node={i}");
                     }
-                    assert_eq!(run.retries, expect, "{ctx}");
-                    assert_eq!(run.received[dead], 1 + expect, "{ctx}");
-                    assert_eq!(run.frames, n - 1 + expect, "{ctx}");
+                    assert_eq!(run.retries, expect + budget, "{ctx}");
+                    assert_eq!(run.received[dead], 1 + expect + budget, "{ctx}");
+                    assert_eq!(run.frames, n - 1 + expect + budget, "{ctx}");
                     assert_eq!(run.acks, n - 2, "{ctx}: every live receipt is ACKed");
-                    assert_eq!(run.dropped, [DropReason::Unacknowledged], "{ctx}");
+                    assert_eq!(run.dropped, [DropReason::RetriesExhausted], "{ctx}");
                     assert!(run.max_hop <= ceil_log2(n), "{ctx}");
                     assert_eq!(net.pending(), 0, "{ctx}");
                 }
@@ -1413,15 +1494,19 @@ mod tests {
         assert_eq!(takeover.peer, net.ids[9]);
         let to_8 = run.sends.iter().filter(|s| s.1 == 8).count();
         let from_0: Vec<_> = run.sends.iter().filter(|s| s.0 == 0).collect();
-        assert_eq!(run.retries, 1);
+        // One retry to the takeover, then three of the takeover's leaf frame to 8.
+        assert_eq!(run.retries, 4);
         assert_eq!(from_0.len(), 5, "four halves, then one retry");
         assert_eq!(
             *from_0[4],
             (0, 9, 1, 3),
             "same hop and fromDim, to the takeover"
         );
-        assert_eq!(to_8, 2, "the origin's frame and the takeover's leaf frame");
-        assert_eq!(net.now, Instant::from_secs(6), "two timeouts in sequence");
+        assert_eq!(
+            to_8, 5,
+            "the origin's frame, the takeover's leaf frame, 3 retries"
+        );
+        assert_eq!(net.now, Instant::from_secs(15), "five timeouts in sequence");
     }
 
     #[test]
@@ -1791,7 +1876,9 @@ mod tests {
         p.handle_timeout(T0);
         p.handle_timeout(t + Duration::from_millis(200));
         assert_eq!(p.stats().ack_timeouts, 1);
-        assert_eq!(p.next_deadline(), None);
+        // id(1) is alone in its block: the same frame again, on the same timeout.
+        assert_eq!(p.stats().retries, 1);
+        assert_eq!(p.next_deadline(), Some(t + Duration::from_millis(400)));
     }
 
     /// Arbitrary inputs never panic and keep every bound.
