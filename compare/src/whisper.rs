@@ -36,6 +36,10 @@ pub fn run(n: usize, scenario: Scenario, topology: &Topology, seed: u64) -> Row 
         ..SimConfig::default()
     };
     let mut sim = Sim::with_app(n, topology, config, seed, Deliveries);
+    if *topology == Topology::Cube {
+        // The overlay is built for this member list: the engines route on it.
+        sim.set_all_members();
+    }
     for node in 0..n {
         sim.with_engine(node, |e, _| {
             e.register_topic(TOPIC, TopicConfig::broadcast())
@@ -68,6 +72,10 @@ pub fn run(n: usize, scenario: Scenario, topology: &Topology, seed: u64) -> Row 
         overlay: match topology {
             Topology::FullMesh => "full mesh".into(),
             Topology::Random { k } => format!("random graph, {k} links started per node"),
+            Topology::Cube => format!(
+                "hypercube overlay, {} links, member list set",
+                sim.link_count()
+            ),
             other => format!("{other:?}"),
         },
         summary,

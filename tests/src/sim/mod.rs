@@ -59,6 +59,7 @@ use metrics::{DeliveryTracker, Metrics, Sample};
 use net::{Link, LinkConfig, LinkMode, PartitionMode, split_frames};
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::fmt;
+use whisper_proto::hypercube::{self, HypercubeExt, MemberInfo};
 use whisper_proto::rng::{RandomSource, Rng};
 use whisper_proto::wire::{RegisterError, WireConfig};
 use whisper_proto::{
@@ -122,6 +123,21 @@ pub enum Topology {
     },
     /// No links at all.
     None,
+    /// The hypercube overlay: each node linked to its
+    /// [`HypercubeExt::overlay_peers`] for the member list of all `N` nodes (default
+    /// cube [`hypercube::Config`]), `O(log N)` links per node on average. Pair it with
+    /// [`Sim::set_all_members`]: the engines route on that same list.
+    Cube,
+}
+
+/// The id the simulator gives node `node`: `n` and 7 digits.
+pub fn node_id(node: usize) -> NodeId {
+    NodeId::new(Bytes::from(format!("n{node:07}"))).expect("INVARIANT: 8-byte ids are valid")
+}
+
+/// Every node of an `n`-node simulation as a hypercube member.
+pub fn all_members(n: usize) -> Vec<MemberInfo> {
+    (0..n).map(|i| MemberInfo::new(node_id(i))).collect()
 }
 
 impl Topology {
@@ -134,6 +150,21 @@ impl Topology {
                 .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
                 .collect(),
             Self::None => Vec::new(),
+            Self::Cube => {
+                let members = all_members(n);
+                let index: BTreeMap<NodeId, usize> =
+                    members.iter().map(|m| m.id.clone()).zip(0..).collect();
+                for a in 0..n {
+                    let mut cube = HypercubeExt::new(node_id(a), hypercube::Config::default());
+                    cube.rebuild(&members, Instant::ZERO)
+                        .expect("INVARIANT: distinct simulator ids within the member cap");
+                    for peer in cube.overlay_peers() {
+                        let b = index[&peer];
+                        set.insert((a.min(b), a.max(b)));
+                    }
+                }
+                set.into_iter().collect()
+            }
             Self::Edges(list) => {
                 let mut out = Vec::new();
                 for &(a, b) in list {
@@ -567,6 +598,19 @@ impl<A: App> Sim<A> {
         Ok(())
     }
 
+    /// Gives every live engine the member list of all nodes
+    /// ([`Engine::set_members`]), as a deployment that knows its members would: the
+    /// rumor pusher then routes on the same cube everywhere, whatever the links. Use
+    /// it with [`Topology::Cube`]. A restarted engine needs it again.
+    pub fn set_all_members(&mut self) {
+        let members = all_members(self.nodes.len());
+        for node in 0..self.nodes.len() {
+            if let Some(result) = self.with_engine(node, |e, now| e.set_members(now, &members)) {
+                result.expect("INVARIANT: distinct simulator ids within the member cap");
+            }
+        }
+    }
+
     /// Sets the default link for both directions of every link without an override.
     pub fn set_default_link(&mut self, config: LinkConfig) {
         self.config.link = config;
@@ -768,8 +812,7 @@ impl<A: App> Sim<A> {
 
     fn spawn_node(&mut self) -> usize {
         let node = self.nodes.len();
-        let id = NodeId::new(Bytes::from(format!("n{node:07}")))
-            .expect("INVARIANT: 8-byte ids are valid");
+        let id = node_id(node);
         let seed = self.rng.next_u64();
         let mut engine = Engine::new(id.clone(), self.config.engine.clone(), seed, self.now)
             .expect("SimConfig::engine must be a valid engine Config");

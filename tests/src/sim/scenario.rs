@@ -8,9 +8,11 @@
 use super::metrics::{DeliverySummary, FrameKind, Metrics};
 use super::net::LinkConfig;
 use super::{App, NodeCx, Sim, SimConfig, Topology};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use whisper_proto::rng::{RandomSource, Rng};
-use whisper_proto::{Bytes, ConnId, Duration, Engine, Event, Instant};
+use whisper_proto::{
+    Bytes, ConnId, Duration, Engine, Event, Instant, MemStore, StateStore, TopicConfig,
+};
 
 /// Options every scenario takes.
 #[derive(Clone, Debug)]
@@ -103,6 +105,80 @@ pub fn idle(opts: &Opts, degree: usize) -> Idle {
     Idle { sim, window }
 }
 
+/// The StatefulMerge topic of the store scenarios.
+pub const KV: &str = "kv";
+
+/// Registers [`KV`] with a fresh [`MemStore`] on `engine`.
+pub fn register_kv(engine: &mut Engine) {
+    let store = MemStore::new(engine.node_id().clone(), [7; 32]);
+    register_kv_with(engine, store);
+}
+
+/// Registers [`KV`] on `engine` over `store` (a restored one, say).
+pub fn register_kv_with(engine: &mut Engine, store: MemStore) {
+    engine
+        .register_topic(KV, TopicConfig::stateful(store))
+        .expect("INVARIANT: KV is registered once per engine");
+}
+
+/// `(fingerprint, records)` of node `node`'s [`KV`] store (`None`: down or no topic).
+pub fn kv_state<A: App>(sim: &Sim<A>, node: usize) -> Option<(u64, usize)> {
+    let store = sim.engine(node)?.mem_store(KV)?;
+    Some((store.fingerprint(), store.len()))
+}
+
+/// Whether every live node holds the same [`KV`] store.
+pub fn kv_converged<A: App>(sim: &Sim<A>) -> bool {
+    let mut states = (0..sim.len()).filter_map(|i| kv_state(sim, i));
+    let Some(first) = states.next() else {
+        return true;
+    };
+    states.all(|s| s == first)
+}
+
+/// Runs in steps of `step` until every live store is the same or `deadline` passes;
+/// returns when it converged.
+fn run_until_converged<A: App>(
+    sim: &mut Sim<A>,
+    step: Duration,
+    deadline: Instant,
+) -> Option<Instant> {
+    loop {
+        if kv_converged(sim) {
+            return Some(sim.now());
+        }
+        if sim.now() >= deadline {
+            return None;
+        }
+        sim.run_for(step);
+    }
+}
+
+/// Writes `key = value` on node `node`'s [`KV`] store.
+fn kv_put<A: App>(sim: &mut Sim<A>, node: usize, key: &str, value: &str) {
+    sim.with_engine(node, |e, now| {
+        e.put(now, KV, key.as_bytes(), value.as_bytes())
+    })
+    .expect("INVARIANT: writers are live")
+    .expect("INVARIANT: KV is registered and the write is within bounds");
+}
+
+/// Every `(key, value)` of `expected` missing (or different) on live node stores.
+fn kv_missing<A: App>(sim: &Sim<A>, expected: &BTreeMap<String, String>) -> u64 {
+    let mut missing = 0;
+    for i in 0..sim.len() {
+        let Some(store) = sim.engine(i).and_then(|e| e.mem_store(KV)) else {
+            continue;
+        };
+        for (k, v) in expected {
+            if store.get(k.as_bytes()).map(|b| &b[..]) != Some(v.as_bytes()) {
+                missing += 1;
+            }
+        }
+    }
+    missing
+}
+
 /// The result of [`partition_heal`].
 #[derive(Debug)]
 pub struct PartitionHeal {
@@ -114,30 +190,95 @@ pub struct PartitionHeal {
     pub peers_partitioned: Vec<usize>,
     /// PeerDown events during the partition.
     pub downs_partitioned: u64,
+    /// Writes made (each half its own keys, plus keys written on both sides).
+    pub writes: usize,
+    /// Whether each half agreed within itself just before the heal.
+    pub halves_converged: bool,
+    /// How long after the heal every store was the same (`None`: not within 5 rounds).
+    pub converged_after: Option<Duration>,
+    /// `(key, value)` pairs missing from some store at the end, over all nodes: a lost
+    /// write. On keys written on both sides the later write must win everywhere.
+    pub missing: u64,
+    /// G1 frames sent from the heal to convergence.
+    pub g1_frames: u64,
 }
 
-/// (c) A full mesh splits into two halves at 5 s (links across break), heals at 15 s,
-/// and runs to 25 s.
+impl PartitionHeal {
+    /// Convergence time in gossip rounds (the base interval), rounded up.
+    pub fn rounds(&self) -> Option<u64> {
+        let round = self.sim.config().engine.gossip_interval.as_micros().max(1);
+        self.converged_after
+            .map(|d| (d.as_micros()).div_ceil(round) as u64)
+    }
+}
+
+/// (c) A full mesh with a StatefulMerge topic splits into two halves at 5 s (links across
+/// break). Until 13 s each half writes 20 keys of its own from random members, and 10
+/// keys are written on both sides (the second half later, so its value must win). It
+/// heals at 15 s and runs until every store is the same (at most 5 gossip rounds), then
+/// 5 s more.
 pub fn partition_heal(opts: &Opts) -> PartitionHeal {
     let n = opts.nodes;
     let mut sim = Sim::new(n, &Topology::FullMesh, opts.sim_config(), opts.seed);
-    opts.start(&mut sim, secs(25));
+    for i in 0..n {
+        sim.with_engine(i, |e, _| register_kv(e));
+    }
+    let round = sim.config().engine.gossip_interval;
+    opts.start(&mut sim, secs(15) + round * 5 + Duration::from_secs(5));
     sim.run_until(secs(5));
     let downs0 = sim.metrics().peer_downs();
     let a: Vec<usize> = (0..n / 2).collect();
     let b: Vec<usize> = (n / 2..n).collect();
     sim.partition(&[&a, &b]);
+    let mut pick = Rng::new(opts.seed ^ 0x9a27_1710);
+    let mut expected = BTreeMap::new();
+    let mut writes = 0;
+    // 5..11 s: 20 own keys per half; 11..13 s: 10 keys written on both sides.
+    for w in 0..40 {
+        sim.run_for(Duration::from_millis(150));
+        let (half, tag) = if w % 2 == 0 { (&a, "a") } else { (&b, "b") };
+        let node = half[pick.below(half.len() as u64) as usize];
+        let (key, value) = (format!("{tag}-{}", w / 2), format!("from {node}"));
+        kv_put(&mut sim, node, &key, &value);
+        expected.insert(key, value);
+        writes += 1;
+    }
+    for k in 0..10 {
+        sim.run_for(Duration::from_millis(100));
+        let (x, y) = (a[k % a.len()], b[k % b.len()]);
+        kv_put(&mut sim, x, &format!("both-{k}"), &format!("a {x}"));
+        sim.run_for(Duration::from_millis(100));
+        let value = format!("b {y}");
+        kv_put(&mut sim, y, &format!("both-{k}"), &value);
+        expected.insert(format!("both-{k}"), value);
+        writes += 2;
+    }
     sim.run_until(secs(15));
     let peers_partitioned = (0..n).map(|i| sim.peers(i)).collect();
     let downs_partitioned = sim.metrics().peer_downs() - downs0;
+    let agree = |sim: &Sim, half: &[usize]| {
+        let first = kv_state(sim, half[0]);
+        half.iter().all(|&i| kv_state(sim, i) == first)
+    };
+    let halves_converged = agree(&sim, &a) && agree(&sim, &b);
+    let healed = sim.now();
+    let g1_before = sim.metrics().kind(FrameKind::Exchange).frames;
     sim.heal();
-    sim.run_until(secs(25));
+    let at = run_until_converged(&mut sim, Duration::from_millis(100), healed + round * 5);
+    let g1_frames = sim.metrics().kind(FrameKind::Exchange).frames - g1_before;
+    sim.run_for(Duration::from_secs(5));
     sim.finish_progress();
+    let missing = kv_missing(&sim, &expected);
     PartitionHeal {
         sim,
         halves: (a, b),
         peers_partitioned,
         downs_partitioned,
+        writes,
+        halves_converged,
+        converged_after: at.map(|t| t.saturating_duration_since(healed)),
+        missing,
+        g1_frames,
     }
 }
 
@@ -152,52 +293,106 @@ pub struct CrashRestart {
     pub peers_while_down: Vec<usize>,
     /// HELLO frames sent before the crash.
     pub hellos_before: u64,
-    /// Times the restore hook ran.
+    /// Times the restore hook ran with persisted state (even-numbered crashed nodes).
     pub restored: usize,
+    /// Delta watermarks the restored nodes imported.
+    pub watermarks_imported: usize,
+    /// Writes made: 20 before the crash, 20 by survivors while the nodes were down.
+    pub writes: usize,
+    /// How long after the restart every store was the same (`None`: not within 5
+    /// gossip rounds).
+    pub caught_up_after: Option<Duration>,
+    /// `(key, value)` pairs missing from some store at the end, over all nodes.
+    pub missing: u64,
 }
 
-/// (d) A full mesh; at 5 s, `percent` % of the nodes (at least one) crash; at 10 s they
-/// restart (even-numbered ones through a restore hook, the others fresh); runs to 20 s.
+/// (d) A full mesh with a StatefulMerge topic. 20 writes from random nodes by 5 s; at
+/// 5 s, `percent` % of the nodes (at least one) crash; survivors write 20 more keys;
+/// at 10 s the crashed nodes restart: even-numbered ones restored from what they had
+/// persisted at the crash (their store and their delta watermarks), the others empty.
+/// Runs until every store is the same (at most 5 gossip rounds), then 5 s more.
 pub fn crash_restart(opts: &Opts, percent: usize) -> CrashRestart {
     let n = opts.nodes;
     let mut sim = Sim::new(n, &Topology::FullMesh, opts.sim_config(), opts.seed);
-    opts.start(&mut sim, secs(20));
+    for i in 0..n {
+        sim.with_engine(i, |e, _| register_kv(e));
+    }
+    let round = sim.config().engine.gossip_interval;
+    opts.start(&mut sim, secs(10) + round * 5 + Duration::from_secs(5));
+    let mut pick = Rng::new(opts.seed ^ 0x00c0_ffee);
+    let mut expected = BTreeMap::new();
+    let mut write = |sim: &mut Sim, pick: &mut Rng, key: String, among: &[usize]| {
+        let node = among[pick.below(among.len() as u64) as usize];
+        let value = format!("from {node}");
+        kv_put(sim, node, &key, &value);
+        expected.insert(key, value);
+    };
+    let everyone: Vec<usize> = (0..n).collect();
+    sim.run_until(secs(1));
+    for k in 0..20 {
+        write(&mut sim, &mut pick, format!("before-{k}"), &everyone);
+        sim.run_for(Duration::from_millis(200));
+    }
     sim.run_until(secs(5));
     let hellos_before = sim.metrics().kind(FrameKind::Hello).frames;
-    let mut pick = Rng::new(opts.seed ^ 0x00c0_ffee);
     let mut crashed = BTreeSet::new();
     let want = (n * percent / 100).max(1).min(n);
     while crashed.len() < want {
         crashed.insert(pick.below(n as u64) as usize);
     }
     let crashed: Vec<usize> = crashed.into_iter().collect();
+    // What each crashed node had persisted: its store and its delta watermarks.
+    let mut persisted = BTreeMap::new();
     for &c in &crashed {
+        let engine = sim.engine(c).expect("INVARIANT: live before the crash");
+        let store = engine
+            .mem_store(KV)
+            .expect("INVARIANT: KV registered")
+            .clone();
+        persisted.insert(c, (store, engine.export_delta()));
         sim.crash(c);
+    }
+    let survivors: Vec<usize> = (0..n).filter(|i| !crashed.contains(i)).collect();
+    for k in 0..20 {
+        write(&mut sim, &mut pick, format!("while-down-{k}"), &survivors);
+        sim.run_for(Duration::from_millis(200));
     }
     sim.run_until(secs(10));
     let peers_while_down = (0..n).map(|i| sim.peers(i)).collect();
     let config = sim.config().engine.clone();
-    let mut restored = 0;
+    let (mut restored, mut watermarks_imported) = (0, 0);
+    let restarted = sim.now();
     for &c in &crashed {
-        if c % 2 == 0 {
-            let now = sim.now();
-            // A scenario would restore persisted state here; the engine has none yet.
-            sim.restart_with(c, |id| {
-                restored += 1;
-                Engine::new(id.clone(), config.clone(), c as u64, now).expect("valid config")
-            });
-        } else {
-            sim.restart(c);
-        }
+        let now = sim.now();
+        let saved = persisted.remove(&c);
+        sim.restart_with(c, |id| {
+            let mut e =
+                Engine::new(id.clone(), config.clone(), c as u64, now).expect("valid config");
+            match (c % 2 == 0, &saved) {
+                (true, Some((store, delta))) => {
+                    restored += 1;
+                    register_kv_with(&mut e, store.clone());
+                    watermarks_imported += e.import_delta(now, delta, Duration::from_secs(3600));
+                }
+                _ => register_kv(&mut e),
+            }
+            e
+        });
     }
-    sim.run_until(secs(20));
+    let at = run_until_converged(&mut sim, Duration::from_millis(100), restarted + round * 5);
+    sim.run_for(Duration::from_secs(5));
     sim.finish_progress();
+    let missing = kv_missing(&sim, &expected);
     CrashRestart {
         sim,
         crashed,
         peers_while_down,
         hellos_before,
         restored,
+        watermarks_imported,
+        writes: expected.len(),
+        caught_up_after: at.map(|t| t.saturating_duration_since(restarted)),
+        missing,
     }
 }
 
@@ -341,8 +536,46 @@ impl App for BroadcastApp {
 pub enum Senders {
     /// Node 0 publishes every message.
     Single,
+    /// Nodes `0, N/k, 2N/k, …` (`k` of them) take turns.
+    Multiple(usize),
     /// Each message from a uniformly drawn node.
     Random,
+    /// Every node publishes one message, in a shuffled order (the message count is N).
+    All,
+}
+
+impl Senders {
+    /// The origin of every message, in order, for `n` nodes.
+    pub fn origins(self, n: usize, messages: u64, seed: u64) -> Vec<usize> {
+        let mut pick = Rng::new(seed ^ 0xb40a_dca5);
+        match self {
+            Self::Single => vec![0; messages as usize],
+            Self::Multiple(k) => {
+                let k = k.clamp(1, n);
+                (0..messages as usize).map(|m| (m % k) * (n / k)).collect()
+            }
+            Self::Random => (0..messages)
+                .map(|_| pick.below(n as u64) as usize)
+                .collect(),
+            Self::All => {
+                let mut all: Vec<usize> = (0..n).collect();
+                for i in (1..n).rev() {
+                    all.swap(i, pick.below(i as u64 + 1) as usize);
+                }
+                all
+            }
+        }
+    }
+}
+
+/// The links and membership of [`broadcast`].
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Overlay {
+    /// Every node linked to every other; the engines' default membership (self and
+    /// every connected peer).
+    FullMesh,
+    /// [`Topology::Cube`] with [`Sim::set_all_members`]: `O(log N)` links per node.
+    Cube,
 }
 
 /// The result of [`broadcast`].
@@ -383,30 +616,41 @@ impl BroadcastRun {
     }
 }
 
-/// (f) BroadcastOnly rumors over the engine's hypercube pusher on a full mesh: the mesh
-/// comes up over lossless links in 5 s; then every link switches to
-/// [`LinkConfig::frames`]`(loss)` with `duplicate` duplication, and `messages`
-/// broadcasts are published on topic `news` (every node subscribed), one every 200 ms;
-/// runs 15 s past the last (ACK timeout 3 s, 3 retries).
+/// (f) BroadcastOnly rumors over the engine's hypercube pusher: the overlay comes up over
+/// lossless links in 5 s; then every link switches to [`LinkConfig::frames`]`(loss)`
+/// with `duplicate` duplication, and `messages` broadcasts are published on topic `news`
+/// (every node subscribed), one every `spacing`; runs 15 s past the last (ACK timeout
+/// 3 s, 3 retries).
 pub fn broadcast(
     opts: &Opts,
+    overlay: Overlay,
     senders: Senders,
-    loss: f64,
-    duplicate: f64,
+    (loss, duplicate): (f64, f64),
     messages: u64,
+    spacing: Duration,
 ) -> BroadcastRun {
     let n = opts.nodes;
     let mut config = opts.sim_config();
     config.record_events = false;
-    let mut sim = Sim::with_app(n, &Topology::FullMesh, config, opts.seed, BroadcastApp);
+    let topology = match overlay {
+        Overlay::FullMesh => Topology::FullMesh,
+        Overlay::Cube => Topology::Cube,
+    };
+    let mut sim = Sim::with_app(n, &topology, config, opts.seed, BroadcastApp);
+    if overlay == Overlay::Cube {
+        sim.set_all_members();
+    }
     for i in 0..n {
         sim.with_engine(i, |e, _| {
-            e.register_topic("news", whisper_proto::TopicConfig::broadcast())
+            e.register_topic("news", TopicConfig::broadcast())
                 .expect("fresh engine");
             e.subscribe("news").expect("registered");
         });
     }
-    let end = secs(5) + Duration::from_millis(200 * messages) + Duration::from_secs(15);
+    let origins = senders.origins(n, messages, opts.seed);
+    let messages = origins.len() as u64;
+    let publishing = spacing * u32::try_from(messages).unwrap_or(u32::MAX);
+    let end = secs(5) + publishing + Duration::from_secs(15);
     opts.start(&mut sim, end);
     sim.run_until(secs(5));
     let before = sim.metrics().clone();
@@ -414,12 +658,7 @@ pub fn broadcast(
         duplicate,
         ..LinkConfig::frames(loss)
     });
-    let mut pick = Rng::new(opts.seed ^ 0xb40a_dca5);
-    for m in 0..messages {
-        let origin = match senders {
-            Senders::Single => 0,
-            Senders::Random => pick.below(n as u64) as usize,
-        };
+    for (m, origin) in origins.into_iter().enumerate() {
         let payload = Bytes::from(format!("message {m}"));
         let id = sim
             .with_engine(origin, |e, now| e.publish(now, "news", payload))
@@ -428,7 +667,7 @@ pub fn broadcast(
         let now = sim.now();
         sim.deliveries_mut()
             .record_publish(origin, msg_key(&id), now);
-        sim.run_for(Duration::from_millis(200));
+        sim.run_for(spacing);
     }
     sim.run_until(end);
     sim.finish_progress();
@@ -481,14 +720,7 @@ pub fn record_push(opts: &Opts, loss: f64, duplicate: f64, records: usize) -> Re
     config.engine.gossip_interval = Duration::from_secs(30);
     let mut sim = Sim::new(n, &Topology::FullMesh, config, opts.seed);
     for i in 0..n {
-        let me = sim.node_id(i).clone();
-        sim.with_engine(i, |e, _| {
-            e.register_topic(
-                "kv",
-                whisper_proto::TopicConfig::stateful(whisper_proto::MemStore::new(me, [7; 32])),
-            )
-            .expect("fresh engine");
-        });
+        sim.with_engine(i, |e, _| register_kv(e));
     }
     let end = secs(70);
     opts.start(&mut sim, end);
@@ -504,7 +736,7 @@ pub fn record_push(opts: &Opts, loss: f64, duplicate: f64, records: usize) -> Re
         let origin = pick.below(n as u64) as usize;
         writers.push(origin);
         let key = format!("key-{r}");
-        sim.with_engine(origin, |e, now| e.put(now, "kv", key.as_bytes(), b"v"))
+        sim.with_engine(origin, |e, now| e.put(now, KV, key.as_bytes(), b"v"))
             .expect("origin alive")
             .expect("put");
         sim.run_for(Duration::from_millis(200));
@@ -512,7 +744,7 @@ pub fn record_push(opts: &Opts, loss: f64, duplicate: f64, records: usize) -> Re
     let coverage = |sim: &Sim| -> u64 {
         let mut got = 0;
         for i in 0..n {
-            let Some(store) = sim.engine(i).and_then(|e| e.mem_store("kv")) else {
+            let Some(store) = sim.engine(i).and_then(|e| e.mem_store(KV)) else {
                 continue;
             };
             for (r, w) in writers.iter().enumerate() {
@@ -546,11 +778,22 @@ pub fn run_named(name: &str, opts: &Opts) -> Option<(String, Metrics)> {
         "broadcast" => {
             let mut t = String::new();
             let mut last = None;
-            for (senders, label) in [(Senders::Single, "single"), (Senders::Random, "random")] {
+            let overlay = if opts.nodes <= 200 {
+                Overlay::FullMesh
+            } else {
+                Overlay::Cube
+            };
+            let senders = [
+                (Senders::Single, "single"),
+                (Senders::Multiple(10), "10"),
+                (Senders::Random, "random"),
+            ];
+            for (senders, label) in senders {
                 for (loss, dup) in [(0.0, 0.0), (0.05, 0.01)] {
-                    let r = broadcast(opts, senders, loss, dup, 20);
+                    let spacing = Duration::from_millis(200);
+                    let r = broadcast(opts, overlay, senders, (loss, dup), 20, spacing);
                     let line = format!(
-                        "N={} {label} sender(s), loss {loss}, dup {dup}: {}\n",
+                        "N={} {overlay:?} {label} sender(s), loss {loss}, dup {dup}: {}\n",
                         opts.nodes,
                         r.line()
                     );
@@ -560,7 +803,7 @@ pub fn run_named(name: &str, opts: &Opts) -> Option<(String, Metrics)> {
                     last = Some(r);
                 }
             }
-            let r = last.expect("four runs");
+            let r = last.expect("six runs");
             let mut table = r.sim.table();
             table.push_str(&t);
             (table, r.sim.metrics().clone())
@@ -598,17 +841,34 @@ pub fn run_named(name: &str, opts: &Opts) -> Option<(String, Metrics)> {
             let r = partition_heal(opts);
             let mut t = r.sim.table();
             t.push_str(&format!(
-                "PeerDown during partition {}; min peers while split {}; min peers after heal {}\n",
+                "PeerDown during partition {}; min peers while split {}; min peers after heal {}\n\
+                 {} writes; halves agreed before the heal: {}; converged {:?} after the heal \
+                 ({:?} rounds, {} G1 frames); lost writes {}\n",
                 r.downs_partitioned,
                 r.peers_partitioned.iter().min().unwrap_or(&0),
-                (0..opts.nodes).map(|i| r.sim.peers(i)).min().unwrap_or(0)
+                (0..opts.nodes).map(|i| r.sim.peers(i)).min().unwrap_or(0),
+                r.writes,
+                r.halves_converged,
+                r.converged_after,
+                r.rounds(),
+                r.g1_frames,
+                r.missing
             ));
             (t, r.sim.metrics().clone())
         }
         "crash-restart" => {
             let r = crash_restart(opts, 10);
             let mut t = r.sim.table();
-            t.push_str(&format!("crashed and restarted: {:?}\n", r.crashed));
+            t.push_str(&format!(
+                "crashed and restarted: {:?} ({} restored with {} watermarks); {} writes; \
+                 caught up {:?} after the restart; lost writes {}\n",
+                r.crashed,
+                r.restored,
+                r.watermarks_imported,
+                r.writes,
+                r.caught_up_after,
+                r.missing
+            ));
             (t, r.sim.metrics().clone())
         }
         "flood" => {
