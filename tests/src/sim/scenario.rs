@@ -88,15 +88,24 @@ impl Idle {
     }
 }
 
-/// (b) Idle cost: a random topology of average degree `degree`; after a 60 s warm-up,
-/// counts 10 virtual minutes of idle traffic.
+/// (b) Idle cost: a random topology of average degree `degree`, every node with the
+/// StatefulMerge topic [`KV`]; node 0 writes 10 keys at 1 s. After a 120 s warm-up
+/// (every store the same), counts 10 virtual minutes of idle traffic: G2 probes that
+/// match, and keepalives.
 pub fn idle(opts: &Opts, degree: usize) -> Idle {
     let topo = Topology::Random {
         k: (degree / 2).max(1),
     };
     let mut sim = Sim::new(opts.nodes, &topo, opts.sim_config(), opts.seed);
-    let (warm, end) = (secs(60), secs(660));
+    for i in 0..opts.nodes {
+        sim.with_engine(i, |e, _| register_kv(e));
+    }
+    let (warm, end) = (secs(120), secs(720));
     opts.start(&mut sim, end);
+    sim.run_until(secs(1));
+    for k in 0..10 {
+        kv_put(&mut sim, 0, &format!("idle-{k}"), "v");
+    }
     sim.run_until(warm);
     let before = sim.metrics().clone();
     sim.run_until(end);
