@@ -49,7 +49,6 @@ use crate::wire::{
 };
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
-use alloc::vec::Vec;
 use bytes::Bytes;
 use core::num::NonZeroUsize;
 
@@ -309,8 +308,9 @@ pub struct Engine {
     rumor: RumorPusher,
     /// True while the frames of a local publish are drained (already charged to egress).
     publishing: bool,
-    /// Members set by [`Engine::set_members`]; `None`: self and every `TOPICS` peer.
-    members_override: Option<Vec<MemberInfo>>,
+    /// Whether [`Engine::set_members`] gave the members; otherwise they are self and every
+    /// `TOPICS` peer.
+    members_set: bool,
     /// Open queries ([`Config::max_pending_queries`]).
     queries: Correlator<QueryId, QueryReply>,
     open_queries: BTreeMap<QueryId, OpenQuery>,
@@ -359,7 +359,7 @@ impl Engine {
             seen,
             rumor,
             publishing: false,
-            members_override: None,
+            members_set: false,
             queries: Correlator::new(max_queries),
             open_queries: BTreeMap::new(),
             next_query_id: 1,

@@ -161,7 +161,7 @@ impl Engine {
     ) -> Result<(), HypercubeError> {
         self.advance(now);
         self.rumor.set_members(self.now, members)?;
-        self.members_override = Some(members.to_vec());
+        self.members_set = true;
         self.drain_rumor();
         Ok(())
     }
@@ -169,7 +169,7 @@ impl Engine {
     /// Goes back to the full-mesh membership: self and every identified `TOPICS` peer.
     pub fn clear_members(&mut self, now: Instant) {
         self.advance(now);
-        self.members_override = None;
+        self.members_set = false;
         self.refresh_members();
         self.drain_rumor();
     }
@@ -186,7 +186,7 @@ impl Engine {
 
     /// Rebuilds the pusher's cube from the current membership.
     pub(super) fn refresh_members(&mut self) {
-        if self.members_override.is_some() {
+        if self.members_set {
             return;
         }
         let mut members = Vec::with_capacity(self.conns.len() + 1);
