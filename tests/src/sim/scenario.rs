@@ -628,8 +628,8 @@ impl BroadcastRun {
 /// (f) BroadcastOnly rumors over the engine's hypercube pusher: the overlay comes up over
 /// lossless links in 5 s; then every link switches to [`LinkConfig::frames`]`(loss)`
 /// with `duplicate` duplication, and `messages` broadcasts are published on topic `news`
-/// (every node subscribed), one every `spacing`; runs 15 s past the last (ACK timeout
-/// 3 s, 3 retries).
+/// (every node subscribed), one every `spacing`; runs 15 s past the last (default
+/// rumor settings: adaptive ACK timeout from 1 s to 3 s, 5 retries).
 pub fn broadcast(
     opts: &Opts,
     overlay: Overlay,

@@ -46,7 +46,9 @@
 //! never asked, and that breaks their stream (§t item 11).
 //!
 //! A frame to a peer that advertised ACK support is tracked until its ACK arrives, for up
-//! to [`RumorConfig::ack_timeout`]. A frame to a peer without ACK support is never waited
+//! to the peer's ACK timeout: [`RumorConfig::ack_timeout`] until one of its ACKs was
+//! timed, then `SRTT + 4·RTTVAR` of its ACK round trips (RFC 6298, Karn's rule) kept
+//! between [`RumorConfig::min_ack_timeout`] and `ack_timeout`. A frame to a peer without ACK support is never waited
 //! on. When the timeout passes, or the peer goes [down](RumorPusher::peer_down) first:
 //!
 //! 1. The loss is recorded on the edge's dimension
@@ -119,8 +121,16 @@ use crate::wire::{self, Limits, Rumor, RumorAck};
 /// Default ACK timeout (the reference's `EnableACKs` default).
 pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Default retry budget per frame (the reference's `EnableACKs` default).
-pub const DEFAULT_ACK_RETRIES: u8 = 3;
+/// Default floor of the adaptive ACK timeout ([`RumorConfig::min_ack_timeout`]): RFC
+/// 6298's minimum RTO. A spurious timeout is not free: the retry goes to the block's
+/// takeover, which covers the whole block again (its members get duplicates), so the
+/// floor stays well above a stalled but live peer's delay. Lower it on lossy datagram
+/// transports with steady round trips.
+pub const DEFAULT_MIN_ACK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Default retry budget per frame. The reference's `EnableACKs` uses 3; with 5 a frame
+/// is lost only if six copies are (at 5 % frame loss, 1.6 in 10⁸ instead of 6 in 10⁶).
+pub const DEFAULT_ACK_RETRIES: u8 = 5;
 
 /// Default bound of the pending-ACK table.
 pub const DEFAULT_MAX_PENDING_ACKS: NonZeroU32 = NonZeroU32::new(4096).unwrap();
@@ -144,8 +154,17 @@ pub struct RumorConfig {
     /// `forward_probability / (1 + hop)`. Values outside `[0, 1]` act as the nearest
     /// bound; NaN never forwards.
     pub forward_probability: f64,
-    /// How long to wait for a G3-ACK before retrying. Zero means the default, 3 s.
+    /// How long to wait for a G3-ACK before retrying, at most. Zero means the default,
+    /// 3 s. It is the timeout towards a peer until one of its ACKs was timed.
     pub ack_timeout: Duration,
+    /// The floor of the adaptive ACK timeout. Towards a peer whose ACKs were timed, the
+    /// timeout is `SRTT + 4·RTTVAR` of its ACK round trips (RFC 6298, sampled only from
+    /// frames sent to it once: Karn's rule), between this floor and
+    /// [`ack_timeout`](Self::ack_timeout); towards a peer not yet timed, twice that
+    /// estimate pooled over all peers, until the first ACK at all. A frame sent again to the same peer waits
+    /// twice as long each time, up to `ack_timeout`. A floor at or above `ack_timeout`
+    /// turns adaptation off.
+    pub min_ack_timeout: Duration,
     /// Retries per unacknowledged frame (0: none).
     pub ack_retries: u8,
     /// Capacity of the seen-rumor LRU (clamped to [`super::MAX_CAPACITY`]).
@@ -158,13 +177,15 @@ pub struct RumorConfig {
 
 impl RumorConfig {
     /// The reference's `ServiceMeshRumorConfig` (`{3, 3, 1.0}`), for small meshes, with
-    /// the default ACK settings (3 s, 3 retries) and a 4096-entry LRU.
+    /// the default ACK settings (adaptive timeout from 1 s to 3 s, 5 retries) and a
+    /// 4096-entry LRU.
     pub const fn service_mesh() -> Self {
         Self {
             max_hops: 3,
             fanout: 3,
             forward_probability: 1.0,
             ack_timeout: DEFAULT_ACK_TIMEOUT,
+            min_ack_timeout: DEFAULT_MIN_ACK_TIMEOUT,
             ack_retries: DEFAULT_ACK_RETRIES,
             lru_capacity: DEFAULT_CAPACITY,
             max_pending_acks: DEFAULT_MAX_PENDING_ACKS,
@@ -254,6 +275,9 @@ pub enum SendPath {
     /// A retry after an ACK timeout or a peer going down, to an alternate member of the
     /// half-block.
     Retry,
+    /// A retry to a member already sent this frame (every member that can cover the
+    /// block was tried; a leaf is resent in place), with a doubled timeout.
+    Resend,
 }
 
 /// Why a tracked frame was given up on.
@@ -434,7 +458,54 @@ struct Pending {
     hop: u8,
     from_dim: u8,
     deadline: Instant,
+    /// When it was sent, and whether its ACK times the round trip (a first send to
+    /// this peer: Karn's rule).
+    sent_at: Instant,
+    timed: bool,
     chain: Chain,
+}
+
+/// What the pusher knows of a reachable peer.
+#[derive(Clone, Copy, Debug, Default)]
+struct PeerState {
+    /// It advertised G3-ACK support.
+    acks: bool,
+    /// Its ACK round trip, once one was timed.
+    rtt: Option<Rtt>,
+}
+
+/// A smoothed round trip (RFC 6298), in microseconds.
+#[derive(Clone, Copy, Debug)]
+struct Rtt {
+    srtt: u64,
+    rttvar: u64,
+}
+
+impl Rtt {
+    fn first(sample: Duration) -> Self {
+        let r = micros(sample);
+        Self {
+            srtt: r,
+            rttvar: r / 2,
+        }
+    }
+
+    fn update(self, sample: Duration) -> Self {
+        let r = micros(sample);
+        Self {
+            rttvar: (3 * self.rttvar + self.srtt.abs_diff(r)) / 4,
+            srtt: (7 * self.srtt + r) / 8,
+        }
+    }
+
+    /// `SRTT + 4·RTTVAR`.
+    fn rto(self) -> Duration {
+        Duration::from_micros(self.srtt.saturating_add(self.rttvar.saturating_mul(4)))
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 8)
 }
 
 /// The G3 rumor pusher of one node. See the [module docs](self) for the algorithm.
@@ -451,8 +522,10 @@ pub struct RumorPusher {
     cube: HypercubeExt,
     tracker: RumorTracker,
     rng: Rng,
-    /// Reachable peers and whether each advertised ACK support.
-    peers: BTreeMap<NodeId, bool>,
+    /// Reachable peers: ACK support and ACK round-trip estimate.
+    peers: BTreeMap<NodeId, PeerState>,
+    /// The ACK round trip over every peer: the first guess for a peer not yet timed.
+    pooled_rtt: Option<Rtt>,
     /// Frames awaiting an ACK, by insertion sequence (oldest first).
     pending: BTreeMap<u64, Pending>,
     by_key: BTreeMap<(RumorId, NodeId), u64>,
@@ -476,6 +549,7 @@ impl RumorPusher {
             tracker,
             rng,
             peers: BTreeMap::new(),
+            pooled_rtt: None,
             pending: BTreeMap::new(),
             by_key: BTreeMap::new(),
             deadlines: BTreeSet::new(),
@@ -564,7 +638,22 @@ impl RumorPusher {
     /// support ([`crate::wire::Capabilities::RUMOR_ACK`]). Only reachable peers are sent
     /// rumors, and only frames to peers with `acks` are waited on. Call again to update.
     pub fn peer_up(&mut self, peer: NodeId, acks: bool) {
-        self.peers.insert(peer, acks);
+        self.peers.entry(peer).or_default().acks = acks;
+    }
+
+    /// The ACK timeout towards `peer` now, between [`RumorConfig::min_ack_timeout`] and
+    /// [`RumorConfig::effective_ack_timeout`]: its own estimate once one of its ACKs was
+    /// timed; before that twice the estimate pooled over every timed ACK; before any,
+    /// the ceiling.
+    pub fn ack_timeout_for(&self, peer: &NodeId) -> Duration {
+        let max = self.config.effective_ack_timeout();
+        let min = self.config.min_ack_timeout.min(max);
+        if min >= max {
+            return max;
+        }
+        let own = self.peers.get(peer).and_then(|p| p.rtt).map(Rtt::rto);
+        let pooled = || self.pooled_rtt.map(|r| r.rto().saturating_mul(2));
+        own.or_else(pooled).map_or(max, |t| t.clamp(min, max))
     }
 
     /// `peer` is no longer reachable. Frames awaiting its ACK fail now and are retried
@@ -683,7 +772,7 @@ impl RumorPusher {
     /// A G3-ACK for rumor `id` arrived from `from`. If a frame to `from` awaits it, the
     /// frame is done and its dimension gains weight; otherwise it is only counted.
     pub fn handle_ack(&mut self, now: Instant, from: &NodeId, id: RumorId) {
-        self.clock(now);
+        let now = self.clock(now);
         let Some(seq) = self.by_key.get(&(id, from.clone())).copied() else {
             self.stats.acks_unmatched += 1;
             return;
@@ -694,6 +783,15 @@ impl RumorPusher {
         self.stats.acks_received += 1;
         if let Some(dim) = self.cube.primary().dimension_of(&p.peer) {
             self.cube.record_success(dim);
+        }
+        if p.timed {
+            let sample = now.saturating_duration_since(p.sent_at);
+            let fold =
+                |r: Option<Rtt>| Some(r.map_or_else(|| Rtt::first(sample), |r| r.update(sample)));
+            if let Some(peer) = self.peers.get_mut(&p.peer) {
+                peer.rtt = fold(peer.rtt);
+            }
+            self.pooled_rtt = fold(self.pooled_rtt);
         }
         self.event(RumorEvent::Acked { id, peer: p.peer });
     }
@@ -839,15 +937,17 @@ impl RumorPusher {
         let next = match self.next_alternate(p.from_dim, &owner, &tried, None) {
             Some(alt) => {
                 tried.push(alt.clone());
-                Some(alt)
+                Some((alt, SendPath::Retry))
             }
             // Every member that can cover the block was sent this frame: send it again,
             // to the next of them after the one that failed (the same one when it is
             // alone). Under frame loss the frame or its ACK was lost; a duplicate is
             // ACKed and not delivered twice.
-            None => self.again(&tried[usize::from(skipped_first)..], &p.peer),
+            None => self
+                .again(&tried[usize::from(skipped_first)..], &p.peer)
+                .map(|to| (to, SendPath::Resend)),
         };
-        if let Some(to) = next {
+        if let Some((to, path)) = next {
             self.stats.retries += 1;
             self.event(RumorEvent::Retry {
                 id: p.id,
@@ -862,7 +962,7 @@ impl RumorPusher {
                 retries: attempt,
             };
             let (id, payload, hop, dim) = (p.id, p.payload, p.hop, p.from_dim);
-            self.send(now, id, &payload, hop, dim, to, SendPath::Retry, chain);
+            self.send(now, id, &payload, hop, dim, to, path, chain);
         } else if self.block_has_others(p.from_dim, &owner) {
             let retry = Some((&p.peer, attempt));
             if self.fallback(now, p.id, &p.payload, p.hop, None, &tried, retry) == 0 {
@@ -997,7 +1097,7 @@ impl RumorPusher {
             SendPath::Cube => self.stats.cube_sends += 1,
             SendPath::Alternate => self.stats.alternate_sends += 1,
             SendPath::Fallback => self.stats.fallback_sends += 1,
-            SendPath::Retry => {}
+            SendPath::Retry | SendPath::Resend => {}
         }
         self.out.push_back(PusherOutput::Send {
             to: to.clone(),
@@ -1014,8 +1114,19 @@ impl RumorPusher {
             from_dim,
             path,
         });
-        if self.peers.get(&to).copied().unwrap_or(false) {
-            let timeout = self.config.effective_ack_timeout();
+        if self.peers.get(&to).is_some_and(|p| p.acks) {
+            let mut timeout = self.ack_timeout_for(&to);
+            if path == SendPath::Resend {
+                // Back off: twice the timeout per retry made, up to the configured one.
+                let retries = match &chain {
+                    Chain::Cube { retries, .. } => u32::from(*retries),
+                    Chain::Fallback => 0,
+                };
+                let max = self.config.effective_ack_timeout().max(timeout);
+                timeout = timeout
+                    .checked_mul(1 << retries.min(16))
+                    .map_or(max, |t| t.min(max));
+            }
             let deadline = now
                 .saturating_add(timeout)
                 .max(now + Duration::from_micros(1));
@@ -1026,6 +1137,8 @@ impl RumorPusher {
                 hop,
                 from_dim,
                 deadline,
+                sent_at: now,
+                timed: path != SendPath::Resend,
                 chain,
             });
         }
@@ -1494,8 +1607,9 @@ mod tests {
         assert_eq!(takeover.peer, net.ids[9]);
         let to_8 = run.sends.iter().filter(|s| s.1 == 8).count();
         let from_0: Vec<_> = run.sends.iter().filter(|s| s.0 == 0).collect();
-        // One retry to the takeover, then three of the takeover's leaf frame to 8.
-        assert_eq!(run.retries, 4);
+        // One retry to the takeover, then the budget of the takeover's leaf frame to 8.
+        let budget = usize::from(RumorConfig::default().ack_retries);
+        assert_eq!(run.retries, 1 + budget);
         assert_eq!(from_0.len(), 5, "four halves, then one retry");
         assert_eq!(
             *from_0[4],
@@ -1503,10 +1617,14 @@ mod tests {
             "same hop and fromDim, to the takeover"
         );
         assert_eq!(
-            to_8, 5,
-            "the origin's frame, the takeover's leaf frame, 3 retries"
+            to_8,
+            2 + budget,
+            "the origin's frame, the leaf frame, resends"
         );
-        assert_eq!(net.now, Instant::from_secs(15), "five timeouts in sequence");
+        // Untimed: 3 s at the origin, 3 s at the takeover. Then the takeover's own ACKs
+        // were timed (0 in this harness, so the 1 s floor) and its resends to 8 wait
+        // 2, then 3 s (the ceiling) four times.
+        assert_eq!(net.now, Instant::from_secs(20));
     }
 
     #[test]
@@ -1832,7 +1950,8 @@ mod tests {
         let a = RumorConfig::agent_mesh();
         assert_eq!((a.max_hops, a.fanout, a.forward_probability), (4, 3, 0.6));
         assert_eq!(s.ack_timeout, Duration::from_secs(3));
-        assert_eq!(s.ack_retries, 3);
+        assert_eq!(s.ack_retries, 5);
+        assert_eq!(s.min_ack_timeout, Duration::from_secs(1));
         assert_eq!(s.max_payload, 256 * 1024);
         assert_eq!(RumorConfig::default(), s);
         let zero = RumorConfig {
@@ -1854,6 +1973,86 @@ mod tests {
         }
         assert_eq!(adaptive_fanout(1, 0), 0, "floor(log2 1) = 0 with base 0");
         assert_eq!(adaptive_fanout(16, 1), 4);
+    }
+
+    /// The ACK timeout towards a peer follows its timed ACKs (RFC 6298) within
+    /// [min_ack_timeout, ack_timeout]; a resend in place doubles it, and its ACK is not
+    /// timed (Karn's rule).
+    #[test]
+    fn ack_timeout_adapts_to_the_ack_round_trip() {
+        let config = RumorConfig {
+            min_ack_timeout: Duration::from_millis(10),
+            ..RumorConfig::default()
+        };
+        let mut p = RumorPusher::new(id(0), config, hypercube::Config::default(), 1);
+        p.set_members(T0, &infos(&[id(0), id(1)])).unwrap();
+        p.peer_up(id(1), true);
+        assert_eq!(p.ack_timeout_for(&id(1)), Duration::from_secs(3), "untimed");
+        assert_eq!(
+            p.ack_timeout_for(&id(2)),
+            Duration::from_secs(3),
+            "nothing pooled"
+        );
+        let ms = Duration::from_millis;
+        let mut t = Instant::from_secs(10);
+        let send = |p: &mut RumorPusher, t: Instant, k: u32| {
+            let rid = p.publish(t, Bytes::from(format!("m{k}"))).unwrap();
+            while p.poll_output().is_some() {}
+            rid
+        };
+        // First sample 40 ms: SRTT 40, RTTVAR 20 -> 120 ms.
+        let rid = send(&mut p, t, 0);
+        p.handle_ack(t + ms(40), &id(1), rid);
+        assert_eq!(p.ack_timeout_for(&id(1)), ms(120));
+        assert_eq!(
+            p.ack_timeout_for(&id(2)),
+            ms(240),
+            "twice the pooled estimate"
+        );
+        // A second of 40 ms: RTTVAR 15 -> 100 ms; the next frame waits that long.
+        t = t + ms(100);
+        let rid = send(&mut p, t, 1);
+        p.handle_ack(t + ms(40), &id(1), rid);
+        assert_eq!(p.ack_timeout_for(&id(1)), ms(100));
+        t = t + ms(100);
+        let rid = send(&mut p, t, 2);
+        assert_eq!(p.next_deadline(), Some(t + ms(100)));
+        // Lost: resent in place (alone in its block) with 200 ms, then 400 ms.
+        p.handle_timeout(t + ms(100));
+        assert_eq!(p.next_deadline(), Some(t + ms(300)));
+        p.handle_timeout(t + ms(300));
+        assert_eq!(p.next_deadline(), Some(t + ms(700)));
+        // The ACK of a resend is not a sample.
+        p.handle_ack(t + ms(705), &id(1), rid);
+        assert_eq!(p.ack_timeout_for(&id(1)), ms(100));
+        // Clamped: 1 ms round trips reach the 10 ms floor; 5 s ones the 3 s ceiling.
+        for (k, rtt, want) in [(3, ms(1), None), (4, Duration::from_secs(5), Some(3000))] {
+            for j in 0..60 {
+                t = t + Duration::from_secs(6);
+                let rid = send(&mut p, t, 100 * k + j);
+                p.handle_ack(t + rtt, &id(1), rid);
+            }
+            let got = p.ack_timeout_for(&id(1));
+            match want {
+                None => assert_eq!(got, ms(10)),
+                Some(w) => assert_eq!(got, ms(w)),
+            }
+        }
+        // Adaptation off: a floor at the ceiling.
+        let mut q = RumorPusher::new(
+            id(0),
+            RumorConfig {
+                min_ack_timeout: Duration::from_secs(3),
+                ..RumorConfig::default()
+            },
+            hypercube::Config::default(),
+            1,
+        );
+        q.set_members(T0, &infos(&[id(0), id(1)])).unwrap();
+        q.peer_up(id(1), true);
+        let rid = send(&mut q, t, 999);
+        q.handle_ack(t + ms(40), &id(1), rid);
+        assert_eq!(q.ack_timeout_for(&id(1)), Duration::from_secs(3));
     }
 
     #[test]
