@@ -47,6 +47,7 @@ use crate::wire::{
     BroadcastError, Capabilities, Custom, Digest, Exchange, Frame, FrameDecoder, Hello,
     PROTOCOL_VERSION, RegisterError, WireConfig,
 };
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 use bytes::Bytes;
@@ -292,7 +293,9 @@ pub struct Engine {
     capabilities: Capabilities,
     rng: Rng,
     now: Instant,
-    conns: BTreeMap<ConnId, Conn>,
+    /// Boxed: a B-tree leaf holds 11 entries, and inline they would be 11 × the size
+    /// of a `Conn` for an engine with one connection.
+    conns: BTreeMap<ConnId, Box<Conn>>,
     /// The one timer table: `None` marks an engine-wide timer.
     timers: BTreeSet<(Instant, Option<ConnId>, Timer)>,
     global_deadlines: BTreeMap<Timer, Instant>,
@@ -300,7 +303,7 @@ pub struct Engine {
     stats: EngineStats,
     topics: TopicRegistry,
     /// The G1 body codec ([`ProtobufCodec`] unless replaced).
-    codec: alloc::boxed::Box<dyn G1Codec>,
+    codec: Box<dyn G1Codec>,
     /// Dedup of raw G3 records from peers without `TOPICS` (bounded LRU,
     /// [`Config::broadcast_dedup_capacity`]).
     seen: RumorTracker,
@@ -355,7 +358,7 @@ impl Engine {
             actions: VecDeque::new(),
             stats: EngineStats::default(),
             topics: TopicRegistry::new(),
-            codec: alloc::boxed::Box::new(ProtobufCodec),
+            codec: Box::new(ProtobufCodec),
             seen,
             rumor,
             publishing: false,
@@ -383,7 +386,7 @@ impl Engine {
     /// Replaces the G1 body codec (default: [`ProtobufCodec`], the deployed Go mesh's
     /// envelope). Every node of a deployment must use the same codec. Call before the
     /// first connection; exchanges already under way finish with the new codec.
-    pub fn set_g1_codec(&mut self, codec: alloc::boxed::Box<dyn G1Codec>) {
+    pub fn set_g1_codec(&mut self, codec: Box<dyn G1Codec>) {
         self.codec = codec;
     }
 
@@ -453,7 +456,7 @@ impl Engine {
         }
         self.conns.insert(
             conn,
-            Conn {
+            Box::new(Conn {
                 role,
                 peer: None,
                 capabilities: Capabilities::NONE,
@@ -465,7 +468,7 @@ impl Engine {
                 served: BTreeSet::new(),
                 peer_meta: crate::wire::codec::ExchangeMeta::default(),
                 flow: flow::ConnFlow::new(&self.config),
-            },
+            }),
         );
         self.stats.connections = self.conns.len();
         self.set_timer(conn, Timer::Idle, self.now + self.config.idle_timeout);

@@ -61,7 +61,8 @@ struct Slot {
     next: u32,
 }
 
-/// A bounded LRU set of seen [`RumorId`]s; every operation is O(1).
+/// A bounded LRU set of seen [`RumorId`]s; every operation is O(1) (amortised while it
+/// grows).
 ///
 /// It holds at most [`capacity`](Self::capacity) ids. Inserting into a full tracker
 /// evicts the least recently seen id. Memory grows with use up to the capacity and is
@@ -87,10 +88,11 @@ impl RumorTracker {
     /// A tracker holding at most `capacity` ids, clamped to [`MAX_CAPACITY`].
     pub fn with_capacity(capacity: NonZeroU32, hash_seed: u64) -> Self {
         let capacity = capacity.min(MAX_CAPACITY).get();
-        let prealloc = capacity.min(DEFAULT_CAPACITY.get()) as usize;
+        // Nothing is allocated up front: an idle engine holds two trackers, and 100,000
+        // engines in one process must stay small.
         Self {
-            index: Map::with_capacity_and_hasher(prealloc, SeededState::new(hash_seed)),
-            slots: Vec::with_capacity(prealloc),
+            index: Map::with_hasher(SeededState::new(hash_seed)),
+            slots: Vec::new(),
             head: NIL,
             tail: NIL,
             capacity,
@@ -105,6 +107,12 @@ impl RumorTracker {
             return false;
         }
         let slot = if self.slots.len() < self.capacity as usize {
+            if self.slots.len() == self.slots.capacity() {
+                // Double, but never past the capacity.
+                let room =
+                    (self.capacity as usize - self.slots.len()).min(self.slots.len().max(16));
+                self.slots.reserve_exact(room);
+            }
             self.slots.push(Slot {
                 id,
                 prev: NIL,
