@@ -498,53 +498,45 @@ fn assert_exact(seed: u64, n: usize, what: &str, r: &scenario::BroadcastRun) {
     sim_assert_eq!(seed, r.retries, 0, "{what}");
 }
 
-/// (f) Hypercube rumor broadcast over the engine, N = 100 full mesh, fault-free: single,
-/// ten, random and all senders.
-#[test]
-fn rumor_broadcast_fault_free() {
+/// Fault-free broadcasts from single, ten, random and all senders (20 messages, one
+/// every 200 ms; `all_spacing` between the N messages of all senders), each exact.
+fn fault_free_senders(n: usize, overlay: Overlay, all_spacing: Duration) {
     let seed = seed_from_env(1);
-    let n = 100;
     let ms = Duration::from_millis;
     for (senders, spacing) in [
         (Senders::Single, ms(200)),
         (Senders::Multiple(10), ms(200)),
         (Senders::Random, ms(200)),
-        (Senders::All, ms(20)),
+        (Senders::All, all_spacing),
     ] {
         let opts = Opts::new(n, seed);
-        let r = scenario::broadcast(&opts, Overlay::FullMesh, senders, (0.0, 0.0), 20, spacing);
-        println!("N={n} full mesh {senders:?} fault-free: {}", r.line());
+        let r = scenario::broadcast(&opts, overlay, senders, (0.0, 0.0), 20, spacing);
+        let links = r.sim.link_count();
+        println!(
+            "N={n} {overlay:?} ({links} links) {senders:?} fault-free: {}",
+            r.line()
+        );
         let expected = if senders == Senders::All { n } else { 20 };
         sim_assert_eq!(seed, r.summary.messages, expected);
+        if overlay == Overlay::Cube {
+            sim_assert!(seed, links <= n * 20, "{links} links");
+        }
         assert_exact(seed, n, &format!("{senders:?}"), &r);
     }
+}
+
+/// (f) Hypercube rumor broadcast over the engine, N = 100 full mesh, fault-free: single,
+/// ten, random and all senders.
+#[test]
+fn rumor_broadcast_fault_free() {
+    fault_free_senders(100, Overlay::FullMesh, Duration::from_millis(20));
 }
 
 /// (f) The same at N = 1,000 on the hypercube overlay (`O(log N)` links per node, the
 /// member list set on every engine): single, ten, random and all 1,000 senders.
 #[test]
 fn rumor_broadcast_fault_free_n1000() {
-    let seed = seed_from_env(1);
-    let n = 1000;
-    let ms = Duration::from_millis;
-    for (senders, spacing) in [
-        (Senders::Single, ms(200)),
-        (Senders::Multiple(10), ms(200)),
-        (Senders::Random, ms(200)),
-        (Senders::All, ms(10)),
-    ] {
-        let opts = Opts::new(n, seed);
-        let r = scenario::broadcast(&opts, Overlay::Cube, senders, (0.0, 0.0), 20, spacing);
-        let links = r.sim.link_count();
-        println!(
-            "N={n} cube overlay ({links} links) {senders:?} fault-free: {}",
-            r.line()
-        );
-        let expected = if senders == Senders::All { n } else { 20 };
-        sim_assert_eq!(seed, r.summary.messages, expected);
-        sim_assert!(seed, links <= n * 20, "{links} links");
-        assert_exact(seed, n, &format!("{senders:?}"), &r);
-    }
+    fault_free_senders(1000, Overlay::Cube, Duration::from_millis(10));
 }
 
 /// (f) With 5 % frame loss and 1 % duplication: ACK timeouts retry over alternates and

@@ -2,8 +2,9 @@
 //! and the `simulate` binary (which prints their tables and plots).
 //!
 //! Each scenario takes [`Opts`] and returns the finished [`Sim`] (inside a struct when
-//! it has figures of its own). They use only what the engine offers today: HELLO,
-//! keepalives, timeouts, G2 probes and custom frames.
+//! it has figures of its own): HELLO meshes, idle cost, partitions and crashes with a
+//! StatefulMerge store, a toy flood over custom frames, and rumor broadcasts and record
+//! pushes over the engine's hypercube pusher.
 
 use super::metrics::{DeliverySummary, FrameKind, Metrics};
 use super::net::LinkConfig;

@@ -1122,7 +1122,7 @@ impl RumorPusher {
                     Chain::Cube { retries, .. } => u32::from(*retries),
                     Chain::Fallback => 0,
                 };
-                let max = self.config.effective_ack_timeout().max(timeout);
+                let max = self.config.effective_ack_timeout();
                 timeout = timeout
                     .checked_mul(1 << retries.min(16))
                     .map_or(max, |t| t.min(max));
