@@ -52,7 +52,7 @@ use std::thread;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use whisper_proto::driver::{Clock, DialId, Driver, Output, ShutdownHook, Subscribers};
+use whisper_proto::driver::{Clock, DialId, Driver, NodeSpec, Output, Subscribers};
 use whisper_proto::util::targets::ADAPTER;
 
 pub use whisper_proto;
@@ -77,22 +77,13 @@ const LISTENER: Token = Token(1);
 
 /// Configures a node.
 pub struct Builder {
-    id: NodeId,
-    config: Config,
-    seed: u64,
-    driver: DriverConfig,
-    listen: Option<SocketAddr>,
-    peers: Vec<String>,
-    kinds: Vec<(u16, u32)>,
-    hook: Option<ShutdownHook>,
+    spec: NodeSpec,
 }
 
 impl std::fmt::Debug for Builder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Builder")
-            .field("id", &self.id)
-            .field("listen", &self.listen)
-            .field("peers", &self.peers)
+            .field("spec", &self.spec)
             .finish_non_exhaustive()
     }
 }
@@ -102,85 +93,21 @@ impl Builder {
     /// listener and no peers.
     pub fn new(id: NodeId) -> Self {
         Self {
-            id,
-            config: Config::default(),
-            seed: 0,
-            driver: DriverConfig::default(),
-            listen: None,
-            peers: Vec::new(),
-            kinds: Vec::new(),
-            hook: None,
+            spec: NodeSpec::new(id),
         }
     }
 
-    /// The engine's configuration.
-    pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// The seed for all of the node's randomness.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-
-    /// The adapter settings (bounds, reconnect policy).
-    pub fn driver_config(mut self, driver: DriverConfig) -> Self {
-        self.driver = driver;
-        self
-    }
-
-    /// Accept TCP connections on `addr` (port 0 picks one: see [`Handle::local_addr`]).
-    pub fn listen(mut self, addr: SocketAddr) -> Self {
-        self.listen = Some(addr);
-        self
-    }
-
-    /// Dial `addr` (`host:port`; names are resolved on the loop thread) at start and
-    /// whenever the connection is lost.
-    pub fn peer(mut self, addr: impl Into<String>) -> Self {
-        self.peers.push(addr.into());
-        self
-    }
-
-    /// Persist delta watermarks in `dir` (see [`DriverConfig::persist_dir`]).
-    pub fn persist(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
-        self.driver.persist_dir = Some(dir.into());
-        self
-    }
-
-    /// Registers a custom frame kind before any connection opens.
-    pub fn frame_kind(mut self, magic: u16, max_len: u32) -> Self {
-        self.kinds.push((magic, max_len));
-        self
-    }
-
-    /// Called once at the end of a graceful shutdown with the engine's final state.
-    pub fn on_shutdown(mut self, hook: impl FnOnce(&mut Engine, Instant) + Send + 'static) -> Self {
-        self.hook = Some(Box::new(hook));
-        self
-    }
+    whisper_proto::node_builder_setters!();
 
     /// Binds the listener and builds the loop; run it with [`Node::run`]. Subscribe
     /// with [`Handle::events`] before running it to miss no event.
     pub fn build(self) -> Result<(Node, Handle), HandleError> {
         let clock = Clock::new();
         let now = clock.now();
-        let mut driver = Driver::new(self.id, self.config, self.seed, self.driver.clone(), now)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        for (magic, max_len) in self.kinds {
-            driver.engine_mut().register_frame_kind(magic, max_len)?;
-        }
-        for addr in self.peers {
-            driver.add_peer(now, addr);
-        }
-        if let Some(hook) = self.hook {
-            driver.set_shutdown_hook(hook);
-        }
+        let (driver, listen, settings) = self.spec.into_driver(now)?;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let (listener, local_addr) = match self.listen {
+        let (listener, local_addr) = match listen {
             Some(addr) => {
                 let mut listener = TcpListener::bind(addr)?;
                 poll.registry()
@@ -190,7 +117,7 @@ impl Builder {
             }
             None => (None, None),
         };
-        let (cmd_tx, cmd_rx) = mpsc::sync_channel(self.driver.command_capacity.max(1));
+        let (cmd_tx, cmd_rx) = mpsc::sync_channel(settings.command_capacity.max(1));
         let subscribers = Subscribers::new();
         let done = Arc::new(Done::default());
         let node = Node {
@@ -207,7 +134,7 @@ impl Builder {
             backlog: Vec::new(),
             more_commands: false,
             subscribers: subscribers.clone(),
-            buf: vec![0; self.driver.read_buffer.max(1)],
+            buf: vec![0; settings.read_buffer.max(1)],
             done: Arc::clone(&done),
         };
         let handle = Handle {
@@ -215,7 +142,7 @@ impl Builder {
                 cmd: Some(cmd_tx),
                 waker,
                 subscribers,
-                event_capacity: self.driver.event_capacity,
+                event_capacity: settings.event_capacity,
                 local_addr,
                 done,
             }),
@@ -332,20 +259,7 @@ impl Handle {
         rx.recv().map_err(|_| HandleError::Stopped)
     }
 
-    /// The engine's counters.
-    pub fn stats(&self) -> Result<EngineStats, HandleError> {
-        self.with_engine(|e, _| e.stats())
-    }
-
-    /// Registers a topic (see [`whisper_proto::driver::Driver::register_topic`]).
-    pub fn register_topic(
-        &self,
-        name: impl Into<String>,
-        config: TopicConfig,
-    ) -> Result<(), HandleError> {
-        let name = name.into();
-        self.with_driver(move |d, now| d.register_topic(now, &name, config))?
-    }
+    whisper_proto::node_handle_methods!(blocking);
 
     /// Subscribes to a BroadcastOnly topic: a channel of its [`Event::Message`]s only.
     pub fn subscribe(&self, topic: impl Into<String>) -> Result<Receiver<Event>, HandleError> {
@@ -358,38 +272,6 @@ impl Handle {
             Ok::<_, HandleError>(())
         })??;
         Ok(rx)
-    }
-
-    /// Publishes `payload` on a BroadcastOnly topic. A full engine queue is
-    /// [`whisper_proto::topic::PublishError::QueueFull`]: back off and retry.
-    pub fn publish(
-        &self,
-        topic: impl Into<String>,
-        payload: impl Into<Bytes>,
-    ) -> Result<RumorId, HandleError> {
-        let (topic, payload) = (topic.into(), payload.into());
-        self.with_driver(move |d, now| d.publish(now, &topic, payload))?
-    }
-
-    /// Writes `value` under `key` in a StatefulMerge topic.
-    pub fn put(
-        &self,
-        topic: impl Into<String>,
-        key: impl Into<Bytes>,
-        value: impl Into<Bytes>,
-    ) -> Result<(), HandleError> {
-        let (topic, key, value) = (topic.into(), key.into(), value.into());
-        self.with_driver(move |d, now| d.put(now, &topic, &key, &value))?
-    }
-
-    /// Deletes `key` in a StatefulMerge topic.
-    pub fn delete(
-        &self,
-        topic: impl Into<String>,
-        key: impl Into<Bytes>,
-    ) -> Result<(), HandleError> {
-        let (topic, key) = (topic.into(), key.into());
-        self.with_driver(move |d, now| d.delete(now, &topic, &key))?
     }
 
     /// Queries a RequestResponse topic and blocks for the replies, at most `timeout`
@@ -411,59 +293,6 @@ impl Handle {
             Err(mpsc::RecvTimeoutError::Timeout) => Err(HandleError::TimedOut),
             Err(mpsc::RecvTimeoutError::Disconnected) => Err(HandleError::Stopped),
         }
-    }
-
-    /// The identified peers (node ids) on live connections.
-    pub fn members(&self) -> Result<Vec<NodeId>, HandleError> {
-        self.with_driver(|d, _| d.peers().into_iter().map(|p| p.node).collect())
-    }
-
-    /// Counters, members and per-topic store state in one call.
-    pub fn snapshot(&self) -> Result<NodeSnapshot, HandleError> {
-        self.with_driver(|d, _| d.snapshot())
-    }
-
-    /// Saves delta watermarks now (also done at shutdown); 0 when not configured.
-    pub fn save_delta(&self) -> Result<usize, HandleError> {
-        self.with_driver(|d, _| d.save_delta())?
-    }
-
-    /// The driver's counters (dials, reconnects, slow closes, …).
-    pub fn driver_stats(&self) -> Result<DriverStats, HandleError> {
-        self.with_driver(|d, _| d.stats())
-    }
-
-    /// Identified peers on live connections.
-    pub fn peers(&self) -> Result<Vec<PeerInfo>, HandleError> {
-        self.with_driver(|d, _| d.peers())
-    }
-
-    /// Configured peer addresses and their reconnect state.
-    pub fn peer_addrs(&self) -> Result<Vec<PeerAddr>, HandleError> {
-        self.with_driver(|d, _| d.peer_addrs())
-    }
-
-    /// Adds a peer address to dial now and whenever its connection is lost.
-    pub fn add_peer(&self, addr: impl Into<String>) -> Result<PeerSlot, HandleError> {
-        let addr = addr.into();
-        self.with_driver(move |d, now| d.add_peer(now, addr))
-    }
-
-    /// Registers a custom frame kind (prefer [`Builder::frame_kind`], which registers
-    /// before any peer can send one).
-    pub fn register_frame_kind(&self, magic: u16, max_len: u32) -> Result<(), HandleError> {
-        self.with_engine(move |e, _| e.register_frame_kind(magic, max_len))?
-            .map_err(Into::into)
-    }
-
-    /// Sends a frame of a registered custom kind to `peer`.
-    pub fn send_custom(&self, peer: NodeId, magic: u16, body: Bytes) -> Result<(), HandleError> {
-        self.with_driver(move |d, now| d.send_custom(now, &peer, magic, body))?
-    }
-
-    /// Sends a frame of a registered custom kind to every peer; returns how many.
-    pub fn broadcast_custom(&self, magic: u16, body: Bytes) -> Result<usize, HandleError> {
-        self.with_driver(move |d, now| d.broadcast_custom(now, magic, body))?
     }
 
     /// Shuts the node down gracefully (flush queued writes, close every connection, run

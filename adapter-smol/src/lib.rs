@@ -58,7 +58,7 @@ use smol::Task as SmolTask;
 use smol::channel::{self, Receiver, Sender, TrySendError};
 use smol::net::{TcpListener, TcpStream};
 use whisper_proto::driver::{
-    Clock, DialId, Driver, EventSink, Offer, OpenError, Output, ShutdownHook, Subscribers,
+    Clock, DialId, Driver, EventSink, NodeSpec, Offer, OpenError, Output, Subscribers,
 };
 use whisper_proto::util::targets::ADAPTER;
 
@@ -76,23 +76,14 @@ pub use whisper_proto::{MemStore, StateStore};
 
 /// Configures and starts a node.
 pub struct Builder {
-    id: NodeId,
-    config: Config,
-    seed: u64,
-    driver: DriverConfig,
-    listen: Option<SocketAddr>,
-    peers: Vec<String>,
-    kinds: Vec<(u16, u32)>,
-    hook: Option<ShutdownHook>,
+    spec: NodeSpec,
     subscribers: Subscribers<EventSender>,
 }
 
 impl std::fmt::Debug for Builder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Builder")
-            .field("id", &self.id)
-            .field("listen", &self.listen)
-            .field("peers", &self.peers)
+            .field("spec", &self.spec)
             .finish_non_exhaustive()
     }
 }
@@ -102,90 +93,27 @@ impl Builder {
     /// listener and no peers.
     pub fn new(id: NodeId) -> Self {
         Self {
-            id,
-            config: Config::default(),
-            seed: 0,
-            driver: DriverConfig::default(),
-            listen: None,
-            peers: Vec::new(),
-            kinds: Vec::new(),
-            hook: None,
+            spec: NodeSpec::new(id),
             subscribers: Subscribers::new(),
         }
     }
 
-    /// The engine's configuration.
-    pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// The seed for all of the node's randomness.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-
-    /// The adapter settings (bounds, reconnect policy).
-    pub fn driver_config(mut self, driver: DriverConfig) -> Self {
-        self.driver = driver;
-        self
-    }
-
-    /// Accept TCP connections on `addr` (port 0 picks one: see [`Handle::local_addr`]).
-    pub fn listen(mut self, addr: SocketAddr) -> Self {
-        self.listen = Some(addr);
-        self
-    }
-
-    /// Dial `addr` (`host:port`) at start and whenever the connection is lost.
-    pub fn peer(mut self, addr: impl Into<String>) -> Self {
-        self.peers.push(addr.into());
-        self
-    }
-
-    /// Persist delta watermarks in `dir` (see [`DriverConfig::persist_dir`]).
-    pub fn persist(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
-        self.driver.persist_dir = Some(dir.into());
-        self
-    }
-
-    /// Registers a custom frame kind before any connection opens.
-    pub fn frame_kind(mut self, magic: u16, max_len: u32) -> Self {
-        self.kinds.push((magic, max_len));
-        self
-    }
-
-    /// Called once at the end of a graceful shutdown with the engine's final state.
-    pub fn on_shutdown(mut self, hook: impl FnOnce(&mut Engine, Instant) + Send + 'static) -> Self {
-        self.hook = Some(Box::new(hook));
-        self
-    }
+    whisper_proto::node_builder_setters!();
 
     /// Subscribes to events before the node starts, so none is missed.
     pub fn events(&self) -> EventStream {
-        subscribe(&self.subscribers, self.driver.event_capacity)
+        subscribe(&self.subscribers, self.spec.driver.event_capacity)
     }
 
     /// Binds the listener and spawns the driver task on smol's global executor.
     pub async fn spawn(self) -> Result<Handle, HandleError> {
         let clock = Clock::new();
         let now = clock.now();
-        let mut driver = Driver::new(self.id, self.config, self.seed, self.driver.clone(), now)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        for (magic, max_len) in self.kinds {
-            driver.engine_mut().register_frame_kind(magic, max_len)?;
-        }
-        for addr in self.peers {
-            driver.add_peer(now, addr);
-        }
-        if let Some(hook) = self.hook {
-            driver.set_shutdown_hook(hook);
-        }
-        let (io_tx, io_rx) = channel::bounded(self.driver.input_capacity.max(1));
-        let (cmd_tx, cmd_rx) = channel::bounded(self.driver.command_capacity.max(1));
+        let (driver, listen, settings) = self.spec.into_driver(now)?;
+        let (io_tx, io_rx) = channel::bounded(settings.input_capacity.max(1));
+        let (cmd_tx, cmd_rx) = channel::bounded(settings.command_capacity.max(1));
         let (done_tx, done_rx) = channel::bounded(1);
-        let (listener, local_addr) = match self.listen {
+        let (listener, local_addr) = match listen {
             Some(addr) => {
                 let listener = TcpListener::bind(addr).await?;
                 let local = listener.local_addr()?;
@@ -205,15 +133,15 @@ impl Builder {
             dials: HashMap::new(),
             listener,
             subscribers: self.subscribers.clone(),
-            read_buffer: self.driver.read_buffer.max(1),
-            linger: self.driver.close_linger,
+            read_buffer: settings.read_buffer.max(1),
+            linger: settings.close_linger,
             _done: done_tx,
         };
         smol::spawn(task.run(cmd_rx, io_rx)).detach();
         Ok(Handle {
             cmd: cmd_tx,
             subscribers: self.subscribers,
-            event_capacity: self.driver.event_capacity,
+            event_capacity: settings.event_capacity,
             local_addr,
             done: done_rx,
         })
@@ -285,21 +213,7 @@ impl Handle {
         rx.recv().await.map_err(|_| HandleError::Stopped)
     }
 
-    /// The engine's counters.
-    pub async fn stats(&self) -> Result<EngineStats, HandleError> {
-        self.with_engine(|e, _| e.stats()).await
-    }
-
-    /// Registers a topic (see [`whisper_proto::driver::Driver::register_topic`]).
-    pub async fn register_topic(
-        &self,
-        name: impl Into<String>,
-        config: TopicConfig,
-    ) -> Result<(), HandleError> {
-        let name = name.into();
-        self.with_driver(move |d, now| d.register_topic(now, &name, config))
-            .await?
-    }
+    whisper_proto::node_handle_methods!(async);
 
     /// Subscribes to a BroadcastOnly topic: a stream of its [`Event::Message`]s only.
     pub async fn subscribe(&self, topic: impl Into<String>) -> Result<EventStream, HandleError> {
@@ -313,41 +227,6 @@ impl Handle {
         })
         .await??;
         Ok(EventStream { rx: Box::pin(rx) })
-    }
-
-    /// Publishes `payload` on a BroadcastOnly topic. A full engine queue is
-    /// [`whisper_proto::topic::PublishError::QueueFull`]: back off and retry.
-    pub async fn publish(
-        &self,
-        topic: impl Into<String>,
-        payload: impl Into<Bytes>,
-    ) -> Result<RumorId, HandleError> {
-        let (topic, payload) = (topic.into(), payload.into());
-        self.with_driver(move |d, now| d.publish(now, &topic, payload))
-            .await?
-    }
-
-    /// Writes `value` under `key` in a StatefulMerge topic.
-    pub async fn put(
-        &self,
-        topic: impl Into<String>,
-        key: impl Into<Bytes>,
-        value: impl Into<Bytes>,
-    ) -> Result<(), HandleError> {
-        let (topic, key, value) = (topic.into(), key.into(), value.into());
-        self.with_driver(move |d, now| d.put(now, &topic, &key, &value))
-            .await?
-    }
-
-    /// Deletes `key` in a StatefulMerge topic.
-    pub async fn delete(
-        &self,
-        topic: impl Into<String>,
-        key: impl Into<Bytes>,
-    ) -> Result<(), HandleError> {
-        let (topic, key) = (topic.into(), key.into());
-        self.with_driver(move |d, now| d.delete(now, &topic, &key))
-            .await?
     }
 
     /// Queries a RequestResponse topic and waits for the replies (all asked peers, or
@@ -366,68 +245,6 @@ impl Handle {
         self.with_driver(move |d, now| d.query(now, &topic, payload, timeout, reply))
             .await??;
         rx.recv().await.map_err(|_| HandleError::Stopped)
-    }
-
-    /// The identified peers (node ids) on live connections.
-    pub async fn members(&self) -> Result<Vec<NodeId>, HandleError> {
-        self.with_driver(|d, _| d.peers().into_iter().map(|p| p.node).collect())
-            .await
-    }
-
-    /// Counters, members and per-topic store state in one call.
-    pub async fn snapshot(&self) -> Result<NodeSnapshot, HandleError> {
-        self.with_driver(|d, _| d.snapshot()).await
-    }
-
-    /// Saves delta watermarks now (also done at shutdown); 0 when not configured.
-    pub async fn save_delta(&self) -> Result<usize, HandleError> {
-        self.with_driver(|d, _| d.save_delta()).await?
-    }
-
-    /// The driver's counters (dials, reconnects, slow closes, …).
-    pub async fn driver_stats(&self) -> Result<DriverStats, HandleError> {
-        self.with_driver(|d, _| d.stats()).await
-    }
-
-    /// Identified peers on live connections.
-    pub async fn peers(&self) -> Result<Vec<PeerInfo>, HandleError> {
-        self.with_driver(|d, _| d.peers()).await
-    }
-
-    /// Configured peer addresses and their reconnect state.
-    pub async fn peer_addrs(&self) -> Result<Vec<PeerAddr>, HandleError> {
-        self.with_driver(|d, _| d.peer_addrs()).await
-    }
-
-    /// Adds a peer address to dial now and whenever its connection is lost.
-    pub async fn add_peer(&self, addr: impl Into<String>) -> Result<PeerSlot, HandleError> {
-        let addr = addr.into();
-        self.with_driver(move |d, now| d.add_peer(now, addr)).await
-    }
-
-    /// Registers a custom frame kind (prefer [`Builder::frame_kind`], which registers
-    /// before any peer can send one).
-    pub async fn register_frame_kind(&self, magic: u16, max_len: u32) -> Result<(), HandleError> {
-        self.with_engine(move |e, _| e.register_frame_kind(magic, max_len))
-            .await?
-            .map_err(Into::into)
-    }
-
-    /// Sends a frame of a registered custom kind to `peer`.
-    pub async fn send_custom(
-        &self,
-        peer: NodeId,
-        magic: u16,
-        body: Bytes,
-    ) -> Result<(), HandleError> {
-        self.with_driver(move |d, now| d.send_custom(now, &peer, magic, body))
-            .await?
-    }
-
-    /// Sends a frame of a registered custom kind to every peer; returns how many.
-    pub async fn broadcast_custom(&self, magic: u16, body: Bytes) -> Result<usize, HandleError> {
-        self.with_driver(move |d, now| d.broadcast_custom(now, magic, body))
-            .await?
     }
 
     /// Hands the node an established stream (TLS, QUIC, an in-memory pipe) with the
