@@ -101,6 +101,8 @@ pub mod ratelimit;
 pub mod rng;
 pub mod rtt;
 pub mod rumor;
+#[cfg(feature = "runtime")]
+pub mod runtime;
 pub mod store;
 pub mod time;
 pub mod topic;
