@@ -132,7 +132,7 @@ fn run(args: &Args) -> Result<bool, String> {
             ..spec.config.rate_limit
         };
         if let Some(dir) = &args.persist {
-            spec.driver.persist_dir = Some(dir.join(format!("node-{i:02}")));
+            spec.persist = Some(dir.join(format!("node-{i:02}")));
         }
         for j in 0..i {
             spec = spec.peer(nodes[j].addr());

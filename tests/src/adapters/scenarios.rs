@@ -482,7 +482,7 @@ pub fn restart_catches_up(kinds: &[Kind], restarted: Kind) {
     }
     let peers: Vec<_> = nodes.iter().map(|n| n.addr()).collect();
     let mut spec = Spec::new("late");
-    spec.driver.persist_dir = Some(dir.clone());
+    spec.persist = Some(dir.clone());
     for &p in &peers {
         spec = spec.peer(p);
     }
