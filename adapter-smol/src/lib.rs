@@ -37,7 +37,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use smol::net::{TcpListener, TcpStream};
-use whisper_proto::runtime::{BoxFuture, BoxStream, Listener, NodeParts, Runtime, Start, drive};
+use whisper_proto::runtime::{BoxFuture, NodeParts, Runtime, Start, drive};
 
 pub use whisper_proto;
 pub use whisper_proto::driver::{
@@ -68,42 +68,38 @@ impl Start for Smol {
 }
 
 impl Runtime for Smol {
+    type Tcp = TcpStream;
+    type Listener = TcpListener;
+
     fn spawn(&self, task: BoxFuture<'static, ()>) {
         smol::spawn(task).detach();
     }
 
     fn sleep_until(&self, deadline: std::time::Instant) -> BoxFuture<'static, ()> {
+        let timer = async_io::Timer::at(deadline);
         Box::pin(async move {
-            async_io::Timer::at(deadline).await;
+            timer.await;
         })
     }
 
-    fn connect(&self, addr: String) -> BoxFuture<'static, io::Result<(BoxStream, SocketAddr)>> {
-        Box::pin(async move { boxed(TcpStream::connect(addr.as_str()).await?) })
+    fn connect(&self, addr: String) -> BoxFuture<'static, io::Result<TcpStream>> {
+        Box::pin(async move { TcpStream::connect(addr.as_str()).await })
     }
 
-    fn bind(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
-        Box::pin(async move {
-            let listener = TcpListener::bind(addr).await?;
-            Ok(Box::new(SmolListener(listener)) as Box<dyn Listener>)
-        })
-    }
-}
-
-struct SmolListener(TcpListener);
-
-impl Listener for SmolListener {
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
+    fn bind(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<TcpListener>> {
+        Box::pin(TcpListener::bind(addr))
     }
 
-    fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxStream, SocketAddr)>> {
-        Box::pin(async move { boxed(self.0.accept().await?.0) })
+    fn accept<'a>(&self, listener: &'a TcpListener) -> BoxFuture<'a, io::Result<TcpStream>> {
+        Box::pin(async move { listener.accept().await.map(|(tcp, _)| tcp) })
     }
-}
 
-fn boxed(tcp: TcpStream) -> io::Result<(BoxStream, SocketAddr)> {
-    tcp.set_nodelay(true)?;
-    let remote = tcp.peer_addr()?;
-    Ok((Box::new(tcp), remote))
+    fn local_addr(listener: &TcpListener) -> io::Result<SocketAddr> {
+        listener.local_addr()
+    }
+
+    fn no_delay(tcp: &TcpStream) -> io::Result<SocketAddr> {
+        tcp.set_nodelay(true)?;
+        tcp.peer_addr()
+    }
 }

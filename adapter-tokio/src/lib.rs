@@ -6,14 +6,14 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), whisper_tokio::HandleError> {
-//! use whisper_tokio::{Builder, NodeId, TopicConfig, TopicMode};
+//! use whisper_tokio::{Builder, NodeId, TopicConfig};
 //!
 //! let node = Builder::new(NodeId::from_static("alice"))
 //!     .listen("127.0.0.1:7000".parse().unwrap())
 //!     .peer("127.0.0.1:7001")
 //!     .spawn()
 //!     .await?;
-//! node.register_topic("chat", TopicConfig::new(TopicMode::BroadcastOnly)).await?;
+//! node.register_topic("chat", TopicConfig::broadcast()).await?;
 //! let mut chat = node.subscribe("chat").await?;
 //! node.publish("chat", "hello").await?;
 //! while let Some(event) = chat.next().await {
@@ -38,7 +38,7 @@ use std::net::SocketAddr;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
-use whisper_proto::runtime::{BoxFuture, BoxStream, Listener, NodeParts, Runtime, Start, drive};
+use whisper_proto::runtime::{BoxFuture, NodeParts, Runtime, Start, drive};
 
 pub use whisper_proto;
 pub use whisper_proto::driver::{
@@ -81,6 +81,9 @@ impl Start for Tokio {
 }
 
 impl Runtime for Tokio {
+    type Tcp = Compat<TcpStream>;
+    type Listener = TcpListener;
+
     fn spawn(&self, task: BoxFuture<'static, ()>) {
         tokio::spawn(task);
     }
@@ -89,32 +92,24 @@ impl Runtime for Tokio {
         Box::pin(tokio::time::sleep_until(deadline.into()))
     }
 
-    fn connect(&self, addr: String) -> BoxFuture<'static, io::Result<(BoxStream, SocketAddr)>> {
-        Box::pin(async move { boxed(TcpStream::connect(addr.as_str()).await?) })
+    fn connect(&self, addr: String) -> BoxFuture<'static, io::Result<Self::Tcp>> {
+        Box::pin(async move { Ok(TcpStream::connect(addr).await?.compat()) })
     }
 
-    fn bind(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
-        Box::pin(async move {
-            let listener = TcpListener::bind(addr).await?;
-            Ok(Box::new(TokioListener(listener)) as Box<dyn Listener>)
-        })
-    }
-}
-
-struct TokioListener(TcpListener);
-
-impl Listener for TokioListener {
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
+    fn bind(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<TcpListener>> {
+        Box::pin(TcpListener::bind(addr))
     }
 
-    fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxStream, SocketAddr)>> {
-        Box::pin(async move { boxed(self.0.accept().await?.0) })
+    fn accept<'a>(&self, listener: &'a TcpListener) -> BoxFuture<'a, io::Result<Self::Tcp>> {
+        Box::pin(async move { Ok(listener.accept().await?.0.compat()) })
     }
-}
 
-fn boxed(tcp: TcpStream) -> io::Result<(BoxStream, SocketAddr)> {
-    tcp.set_nodelay(true)?;
-    let remote = tcp.peer_addr()?;
-    Ok((Box::new(tcp.compat()), remote))
+    fn local_addr(listener: &TcpListener) -> io::Result<SocketAddr> {
+        listener.local_addr()
+    }
+
+    fn no_delay(tcp: &Self::Tcp) -> io::Result<SocketAddr> {
+        tcp.get_ref().set_nodelay(true)?;
+        tcp.get_ref().peer_addr()
+    }
 }

@@ -55,6 +55,8 @@ pub struct Spec {
     pub on_shutdown: Option<mpsc::Sender<NodeId>>,
     /// Where the node keeps its state across restarts.
     pub persist: Option<std::path::PathBuf>,
+    /// The node's clock (default: the OS clocks from its start).
+    pub clock: Option<whisper_proto::driver::Clock>,
 }
 
 impl Spec {
@@ -69,6 +71,7 @@ impl Spec {
             seed: 0,
             on_shutdown: None,
             persist: None,
+            clock: None,
         }
     }
 
@@ -260,6 +263,9 @@ fn builder<R: Default>(spec: &Spec) -> Builder<R> {
         .frame_kind(KIND, 64 * 1024);
     for p in &spec.peers {
         b = b.peer(p.to_string());
+    }
+    if let Some(clock) = spec.clock {
+        b = b.clock(clock);
     }
     if let Some(dir) = &spec.persist {
         b = b.persist(dir.clone());

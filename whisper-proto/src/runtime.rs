@@ -64,10 +64,22 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 /// A boxed [`Stream`].
 pub type BoxStream = Box<dyn Stream>;
 
-/// What an async executor must provide to run a node.
+/// `tcp` boxed, with Nagle's algorithm off, and its remote address.
+fn boxed<R: Runtime>(tcp: R::Tcp) -> io::Result<(BoxStream, SocketAddr)> {
+    let remote = R::no_delay(&tcp)?;
+    Ok((Box::new(tcp), remote))
+}
+
+/// What an async executor must provide to run a node: a way to spawn tasks, a timer,
+/// and TCP. Everything else is written once, in [`drive`].
 ///
-/// Implementations MUST NOT block in any method; each is called from the driver task.
+/// Implementations MUST NOT block in any method; each is called from the node's tasks.
 pub trait Runtime: Send + Sync + 'static {
+    /// A connected TCP stream.
+    type Tcp: Stream;
+    /// A bound TCP listener.
+    type Listener: Send + Sync + 'static;
+
     /// Runs `task` to completion in the background. Tasks end on their own (their
     /// channels close); nothing is cancelled from outside.
     fn spawn(&self, task: BoxFuture<'static, ()>);
@@ -75,21 +87,20 @@ pub trait Runtime: Send + Sync + 'static {
     /// A future that completes at `deadline` (at once if it has passed).
     fn sleep_until(&self, deadline: std::time::Instant) -> BoxFuture<'static, ()>;
 
-    /// Connects to `addr` (`host:port`, resolved by the runtime). Returns the stream
-    /// with Nagle's algorithm off and the remote address.
-    fn connect(&self, addr: String) -> BoxFuture<'static, io::Result<(BoxStream, SocketAddr)>>;
+    /// Connects to `addr` (`host:port`, resolved by the runtime).
+    fn connect(&self, addr: String) -> BoxFuture<'static, io::Result<Self::Tcp>>;
 
-    /// Binds a TCP listener on `addr`.
-    fn bind(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Listener>>>;
-}
+    /// Binds a listener on `addr`.
+    fn bind(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Self::Listener>>;
 
-/// A bound listener made by [`Runtime::bind`].
-pub trait Listener: Send + 'static {
-    /// The address it is bound to.
-    fn local_addr(&self) -> io::Result<SocketAddr>;
+    /// The next connection `listener` accepts.
+    fn accept<'a>(&self, listener: &'a Self::Listener) -> BoxFuture<'a, io::Result<Self::Tcp>>;
 
-    /// The next accepted connection, with Nagle's algorithm off.
-    fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxStream, SocketAddr)>>;
+    /// The address `listener` is bound to.
+    fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr>;
+
+    /// Turns Nagle's algorithm off on `tcp` and returns its remote address.
+    fn no_delay(tcp: &Self::Tcp) -> io::Result<SocketAddr>;
 }
 
 /// How an adapter starts a node from a [`Builder`]: what [`Builder::spawn`] returns.

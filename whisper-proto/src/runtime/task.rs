@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures_lite::future::{self, FutureExt};
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 
-use super::{BoxFuture, BoxStream, Command, Handle, Listener, NodeCore, NodeParts, Runtime};
+use super::{BoxFuture, BoxStream, Command, Handle, NodeCore, NodeParts, Runtime, boxed};
 use crate::driver::{DialId, HandleError, Output};
 use crate::node::ConnId;
 use crate::time::{Duration, Instant};
@@ -37,7 +37,7 @@ pub async fn drive<R: Runtime>(runtime: R, parts: NodeParts) -> Result<Handle, H
     let local = match core.listen_addr() {
         Some(addr) => {
             let listener = rt.bind(addr).await?;
-            let local = listener.local_addr()?;
+            let local = R::local_addr(&listener)?;
             tracing::debug!(target: targets::ADAPTER, %local, "listening");
             let rt2 = Arc::clone(&rt);
             rt.spawn(Box::pin(accept_loop(
@@ -195,7 +195,7 @@ impl<R: Runtime> Task<R> {
                     let (abort, aborted) = async_channel::bounded::<()>(1);
                     let (rt, io_tx) = (Arc::clone(&self.rt), self.io_tx.clone());
                     self.rt.spawn(Box::pin(async move {
-                        let connect = async { Some(rt.connect(addr).await) };
+                        let connect = async { Some(rt.connect(addr).await.and_then(boxed::<R>)) };
                         let abort = async {
                             let _ = aborted.recv().await;
                             None
@@ -301,13 +301,13 @@ async fn wait_closed(rx: Receiver<()>) {
 
 async fn accept_loop<R: Runtime>(
     rt: Arc<R>,
-    mut listener: Box<dyn Listener>,
+    listener: R::Listener,
     io_tx: Sender<Input>,
     stop: Receiver<()>,
 ) {
     let work = async {
         loop {
-            match listener.accept().await {
+            match rt.accept(&listener).await.and_then(boxed::<R>) {
                 Ok((stream, remote)) => {
                     if io_tx.send(Input::Accepted(stream, remote)).await.is_err() {
                         return;
