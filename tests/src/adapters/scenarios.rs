@@ -522,7 +522,7 @@ pub fn restart_catches_up(kinds: &[Kind], restarted: Kind) {
 /// wall clock was Unix time, the younger node rejected the older one's records as an
 /// hour in the future.
 pub fn started_an_hour_apart(old: Kind, young: Kind) {
-    let hour = std::time::Duration::from_secs(3600);
+    let hour = Duration::from_secs(3600);
     let unix = whisper_proto::driver::Clock::new().unix_now();
     let mut spec = Spec::new("old");
     spec.clock = Some(whisper_proto::driver::Clock::with_unix_start(

@@ -77,7 +77,7 @@ impl Driver {
         Ok(())
     }
 
-    /// Delivers `topic`'s broadcasts to this node (see [`Engine::subscribe`]).
+    /// Delivers `topic`'s broadcasts to this node (see [`Engine::subscribe`](crate::Engine::subscribe)).
     pub fn subscribe(&mut self, topic: &str) -> Result<(), HandleError> {
         Ok(self.engine.subscribe(topic)?)
     }

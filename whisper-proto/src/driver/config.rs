@@ -36,7 +36,7 @@ pub struct DriverConfig {
     /// channel makes async callers wait and blocking callers block.
     pub command_capacity: usize,
     /// Capacity of each event subscriber's channel (default 1024). A subscriber that
-    /// falls that far behind loses events, counted in [`Subscribers::dropped`].
+    /// falls that far behind loses events, counted by the adapter (`runtime::Subscribers::dropped`).
     pub event_capacity: usize,
     /// Capacity of an async adapter's internal channel from connection tasks to the
     /// driver (default 1024). A full channel pauses reads: TCP backpressure.
