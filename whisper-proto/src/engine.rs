@@ -309,8 +309,6 @@ pub struct Engine {
     seen: RumorTracker,
     /// G3 push over the hypercube.
     rumor: RumorPusher,
-    /// True while the frames of a local publish are drained (already charged to egress).
-    publishing: bool,
     /// Whether [`Engine::set_members`] gave the members; otherwise they are self and every
     /// `TOPICS` peer.
     members_set: bool,
@@ -361,7 +359,6 @@ impl Engine {
             codec: Box::new(ProtobufCodec),
             seen,
             rumor,
-            publishing: false,
             members_set: false,
             queries: Correlator::new(max_queries),
             open_queries: BTreeMap::new(),

@@ -25,7 +25,8 @@
 //!   ([`Event::PeerCooldown`] when it starts). A dropped G1 request goes unanswered: the
 //!   peer's own exchange timeout handles it.
 //! * **Outbound**: publish, query, query responses and broadcast relays take egress
-//!   tokens (bytes × targets) at their topic's priority; the overload queue is the
+//!   tokens (bytes × frames) at their topic's priority (a publish: the frames the rumor
+//!   pusher actually routes it to); the overload queue is the
 //!   engine's pending action count ([`Engine::poll_action`] not yet drained): at
 //!   [`RateLimitConfig::queue_threshold`] (default 1024) publishes on topics of priority
 //!   ≤ 0 are refused with [`PublishError::Backpressure`]; higher priorities are bounded
@@ -84,6 +85,19 @@ impl Flow {
             popped: 0,
             counters: FlowCounters::default(),
         }
+    }
+
+    /// Takes egress for `frames` frames of `bytes` each at `priority`: the frames a
+    /// publish actually sends ([`crate::rumor::RumorPusher::publish_if`]).
+    pub(super) fn admit_egress(
+        &mut self,
+        now: Instant,
+        bytes: usize,
+        frames: usize,
+        priority: i32,
+    ) -> bool {
+        self.limiter
+            .allow_egress(now, bytes.saturating_mul(frames), priority)
     }
 
     /// The driver took one action.
@@ -303,13 +317,9 @@ impl Engine {
         bytes.saturating_mul(targets)
     }
 
-    /// A publish of `bytes` to `targets` peers on a topic of `priority`.
-    pub(super) fn flow_admit_publish(
-        &mut self,
-        priority: i32,
-        bytes: usize,
-        targets: usize,
-    ) -> Result<(), Pressure> {
+    /// A publish on a topic of `priority`: the CPU gate and the overload queue. Its
+    /// egress is taken from the frames the pusher actually sends ([`Flow::admit_egress`]).
+    pub(super) fn flow_admit_publish(&mut self, priority: i32) -> Result<(), Pressure> {
         if !self.flow.gate.allow() {
             self.flow.counters.cpu_refused += 1;
             return Err(Pressure::Cpu);
@@ -317,10 +327,6 @@ impl Engine {
         if priority <= 0 && self.flow.limiter.overloaded(self.actions.len()) {
             self.flow.limiter.count_backpressure();
             return Err(Pressure::Queue);
-        }
-        let total = self.fanout_bytes(bytes, targets);
-        if !self.flow.limiter.allow_egress(self.now, total, priority) {
-            return Err(Pressure::Egress);
         }
         Ok(())
     }
@@ -490,19 +496,5 @@ impl Engine {
             Some(until) if until > at => until,
             _ => at,
         }
-    }
-}
-
-impl Engine {
-    /// Peers a flooded broadcast goes to (every `TOPICS` peer except `except`).
-    pub(super) fn flow_targets(&self, except: Option<ConnId>) -> usize {
-        self.conns
-            .iter()
-            .filter(|(id, c)| {
-                Some(**id) != except
-                    && c.peer.is_some()
-                    && c.capabilities.contains(crate::wire::Capabilities::TOPICS)
-            })
-            .count()
     }
 }

@@ -241,6 +241,14 @@ pub enum PushError {
         /// Its id.
         id: RumorId,
     },
+    /// The admission check of [`RumorPusher::publish_if`] refused the frames the
+    /// publish would send. Nothing changed: the rumor is not marked seen, nothing is
+    /// sent or tracked.
+    #[error("publish of {frames} rumor frames refused by admission")]
+    Refused {
+        /// The frames the publish would have sent.
+        frames: usize,
+    },
 }
 
 /// A frame the pusher wants sent.
@@ -376,6 +384,10 @@ pub enum PusherOutput {
         to: NodeId,
         /// The frame.
         frame: PushFrame,
+        /// True for a frame of a rumor this node publishes, sent by that
+        /// [`publish`](RumorPusher::publish) call; false for relays, retries, resends
+        /// and ACKs.
+        origin: bool,
     },
 }
 
@@ -447,6 +459,22 @@ enum Chain {
     },
     /// A random-fallback frame: never retried.
     Fallback,
+}
+
+/// One routing decision, made before anything is sent and then applied in order.
+#[derive(Debug)]
+enum Step {
+    /// Send the frame to `to`. `retry` is the failed peer and attempt when this is a
+    /// last-resort fallback retry.
+    Send {
+        to: NodeId,
+        from_dim: u8,
+        path: SendPath,
+        chain: Chain,
+        retry: Option<(NodeId, u8)>,
+    },
+    /// Give up on `peer`'s part of the frame.
+    Drop { peer: NodeId, reason: DropReason },
 }
 
 /// A frame awaiting its ACK.
@@ -697,6 +725,24 @@ impl RumorPusher {
     /// [`PushError::TooLarge`] above [`RumorConfig::max_payload`];
     /// [`PushError::Duplicate`] if the payload was already seen. Neither sends anything.
     pub fn publish(&mut self, now: Instant, payload: Bytes) -> Result<RumorId, PushError> {
+        self.publish_if(now, payload, |_| true)
+    }
+
+    /// [`publish`](Self::publish), after `admit` accepted the number of rumor frames the
+    /// publish sends now (the frames that come out as [`PusherOutput::Send`] with
+    /// `origin` set). The routing is decided first, then `admit` is asked, then the
+    /// frames are queued; a caller charges its egress budget from the actual sends.
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Self::publish), and [`PushError::Refused`] when `admit` returns
+    /// false. None of them sends anything or changes state.
+    pub fn publish_if(
+        &mut self,
+        now: Instant,
+        payload: Bytes,
+        admit: impl FnOnce(usize) -> bool,
+    ) -> Result<RumorId, PushError> {
         let now = self.clock(now);
         if payload.len() > self.config.max_payload as usize {
             self.stats.refused_too_large += 1;
@@ -706,12 +752,29 @@ impl RumorPusher {
             });
         }
         let id = rumor_id(&payload);
-        if !self.tracker.check_and_insert(id) {
+        if self.tracker.contains(&id) {
+            // Marks it the most recent in the LRU.
+            let _ = self.tracker.check_and_insert(id);
             self.stats.duplicates += 1;
             return Err(PushError::Duplicate { id });
         }
+        // Routing draws from the RNG (the random fallback): a refused publish puts it
+        // back, so it changes nothing.
+        let rng = self.rng.clone();
+        let hop = 1;
+        let mut plan = Vec::new();
+        self.route(&mut plan, hop, ORIGIN, None);
+        let frames = plan
+            .iter()
+            .filter(|s| matches!(s, Step::Send { .. }))
+            .count();
+        if !admit(frames) {
+            self.rng = rng;
+            return Err(PushError::Refused { frames });
+        }
+        let _ = self.tracker.check_and_insert(id);
         self.stats.published += 1;
-        self.spread(now, id, &payload, 0, ORIGIN, None);
+        self.apply(now, id, &payload, hop, plan, true);
         Ok(id)
     }
 
@@ -736,6 +799,7 @@ impl RumorPusher {
                 frame: PushFrame::Ack(RumorAck {
                     rumor_id: *id.as_bytes(),
                 }),
+                origin: false,
             });
         }
         if !self.tracker.check_and_insert(id) {
@@ -758,14 +822,10 @@ impl RumorPusher {
             self.stats.not_forwarded += 1;
             return id;
         }
-        self.spread(
-            now,
-            id,
-            &frame.payload,
-            frame.hop,
-            frame.from_dim,
-            Some(from),
-        );
+        let hop = frame.hop.saturating_add(1);
+        let mut plan = Vec::new();
+        self.route(&mut plan, hop, frame.from_dim, Some(from));
+        self.apply(now, id, &frame.payload, hop, plan, false);
         id
     }
 
@@ -841,37 +901,59 @@ impl RumorPusher {
         self.event(RumorEvent::Dropped { id, peer, reason });
     }
 
-    /// Forwards (or originates, `hop_in = 0`) a rumor just accepted.
-    fn spread(
-        &mut self,
-        now: Instant,
-        id: RumorId,
-        payload: &Bytes,
-        hop_in: u8,
-        from_dim: u8,
-        sender: Option<&NodeId>,
-    ) {
-        let hop = hop_in.saturating_add(1);
+    /// Plans the frames (carrying `hop`) that forward a rumor just accepted, or
+    /// originate one (`hop = 1`, `from_dim = ORIGIN`, no sender): down the cube tree, or
+    /// by the random fallback without a cube.
+    fn route(&mut self, plan: &mut Vec<Step>, hop: u8, from_dim: u8, sender: Option<&NodeId>) {
         if self.routes_on_cube() {
             for target in self.cube.forward_targets(from_dim, sender) {
-                self.hand_off(now, id, payload, hop, target, sender);
+                self.hand_off(plan, hop, target, sender);
             }
         } else {
-            self.fallback(now, id, payload, hop, sender, &[], None);
+            self.fallback(plan, hop, sender, &[], None);
         }
     }
 
-    /// Sends one cube frame to `target`, or at once to an alternate member of its
-    /// half-block when `target` is unreachable or is the sender.
-    fn hand_off(
+    /// Carries out `plan` for rumor `id`: frames carrying `hop` are sent (and tracked)
+    /// and parts given up on are dropped, in order. `origin`: the frames of a publish.
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
         &mut self,
         now: Instant,
         id: RumorId,
         payload: &Bytes,
         hop: u8,
-        target: Target,
-        sender: Option<&NodeId>,
+        plan: Vec<Step>,
+        origin: bool,
     ) {
+        for step in plan {
+            match step {
+                Step::Send {
+                    to,
+                    from_dim,
+                    path,
+                    chain,
+                    retry,
+                } => {
+                    if let Some((failed, attempt)) = retry {
+                        self.stats.retries += 1;
+                        self.event(RumorEvent::Retry {
+                            id,
+                            failed,
+                            to: to.clone(),
+                            attempt,
+                        });
+                    }
+                    self.send(now, id, payload, hop, from_dim, to, path, chain, origin);
+                }
+                Step::Drop { peer, reason } => self.drop_frame(id, peer, reason),
+            }
+        }
+    }
+
+    /// Plans one cube frame to `target`, or to an alternate member of its half-block
+    /// when `target` is unreachable or is the sender.
+    fn hand_off(&mut self, plan: &mut Vec<Step>, hop: u8, target: Target, sender: Option<&NodeId>) {
         let Target { peer, from_dim } = target;
         let is_sender = sender == Some(&peer);
         if !is_sender && self.is_reachable(&peer) {
@@ -881,7 +963,13 @@ impl RumorPusher {
                 skipped_first: false,
                 retries: 0,
             };
-            self.send(now, id, payload, hop, from_dim, peer, SendPath::Cube, chain);
+            plan.push(Step::Send {
+                to: peer,
+                from_dim,
+                path: SendPath::Cube,
+                chain,
+                retry: None,
+            });
             return;
         }
         let mut tried = alloc::vec![peer.clone()];
@@ -893,23 +981,26 @@ impl RumorPusher {
                 skipped_first: true,
                 retries: 0,
             };
-            self.send(
-                now,
-                id,
-                payload,
-                hop,
+            plan.push(Step::Send {
+                to: alt,
                 from_dim,
-                alt,
-                SendPath::Alternate,
+                path: SendPath::Alternate,
                 chain,
-            );
+                retry: None,
+            });
         } else if self.block_has_others(from_dim, &peer) {
-            if self.fallback(now, id, payload, hop, sender, &tried, None) == 0 {
-                self.drop_frame(id, peer, DropReason::Unreachable);
+            if self.fallback(plan, hop, sender, &tried, None) == 0 {
+                plan.push(Step::Drop {
+                    peer,
+                    reason: DropReason::Unreachable,
+                });
             }
         } else if !is_sender {
             // A one-member block we cannot reach: only that member misses the rumor.
-            self.drop_frame(id, peer, DropReason::Unreachable);
+            plan.push(Step::Drop {
+                peer,
+                reason: DropReason::Unreachable,
+            });
         }
     }
 
@@ -962,12 +1053,17 @@ impl RumorPusher {
                 retries: attempt,
             };
             let (id, payload, hop, dim) = (p.id, p.payload, p.hop, p.from_dim);
-            self.send(now, id, &payload, hop, dim, to, path, chain);
+            self.send(now, id, &payload, hop, dim, to, path, chain, false);
         } else if self.block_has_others(p.from_dim, &owner) {
-            let retry = Some((&p.peer, attempt));
-            if self.fallback(now, p.id, &p.payload, p.hop, None, &tried, retry) == 0 {
-                self.drop_frame(p.id, p.peer, DropReason::Unreachable);
+            let mut plan = Vec::new();
+            let retry = Some((p.peer.clone(), attempt));
+            if self.fallback(&mut plan, p.hop, None, &tried, retry) == 0 {
+                plan.push(Step::Drop {
+                    peer: p.peer,
+                    reason: DropReason::Unreachable,
+                });
             }
+            self.apply(now, p.id, &p.payload, p.hop, plan, false);
         } else {
             self.drop_frame(p.id, p.peer, DropReason::Unacknowledged);
         }
@@ -1024,21 +1120,18 @@ impl RumorPusher {
             .is_some_and(|pos| primary.block(pos, primary.level_for(from_dim)).len() > 1)
     }
 
-    /// The random fallback: frames tagged `0xFF` carrying `hop` to
+    /// The random fallback: plans frames tagged `0xFF` carrying `hop` to
     /// `adaptive_fanout(C, fanout)` reachable peers other than self, `sender` and
     /// `tried`. A relay (`hop > 1`) sends only within `max_hops` and with probability
     /// `P / hop`. `retry` is the failed peer and attempt when this is a last-resort
-    /// retry. Returns the number of frames sent.
-    #[allow(clippy::too_many_arguments)]
+    /// retry. Returns the number of frames planned.
     fn fallback(
         &mut self,
-        now: Instant,
-        id: RumorId,
-        payload: &Bytes,
+        plan: &mut Vec<Step>,
         hop: u8,
         sender: Option<&NodeId>,
         tried: &[NodeId],
-        retry: Option<(&NodeId, u8)>,
+        retry: Option<(NodeId, u8)>,
     ) -> usize {
         if hop > 1 {
             if hop > self.config.max_hops {
@@ -1064,22 +1157,19 @@ impl RumorPusher {
             .fallback_targets(&candidates, count, &mut self.rng);
         let sent = picks.len();
         for to in picks {
-            if let Some((failed, attempt)) = retry {
-                self.stats.retries += 1;
-                self.event(RumorEvent::Retry {
-                    id,
-                    failed: failed.clone(),
-                    to: to.clone(),
-                    attempt,
-                });
-            }
-            let path = SendPath::Fallback;
-            self.send(now, id, payload, hop, ORIGIN, to, path, Chain::Fallback);
+            plan.push(Step::Send {
+                to,
+                from_dim: ORIGIN,
+                path: SendPath::Fallback,
+                chain: Chain::Fallback,
+                retry: retry.clone(),
+            });
         }
         sent
     }
 
-    /// Queues one rumor frame and, if `to` ACKs, tracks it.
+    /// Queues one rumor frame and, if `to` ACKs, tracks it. `origin`: a frame of a
+    /// publish ([`PusherOutput::Send`]'s flag).
     #[allow(clippy::too_many_arguments)]
     fn send(
         &mut self,
@@ -1091,6 +1181,7 @@ impl RumorPusher {
         to: NodeId,
         path: SendPath,
         chain: Chain,
+        origin: bool,
     ) {
         self.stats.sent += 1;
         match path {
@@ -1106,6 +1197,7 @@ impl RumorPusher {
                 from_dim,
                 payload: payload.clone(),
             }),
+            origin,
         });
         self.event(RumorEvent::Sent {
             id,
@@ -1334,7 +1426,7 @@ mod tests {
         fn drain(&mut self, i: usize) {
             while let Some(out) = self.nodes[i].poll_output() {
                 match out {
-                    PusherOutput::Send { to, frame } => {
+                    PusherOutput::Send { to, frame, .. } => {
                         let j = self.index[&to];
                         match &frame {
                             PushFrame::Rumor(r) => {
@@ -1705,7 +1797,8 @@ mod tests {
                 to: from,
                 frame: PushFrame::Ack(RumorAck {
                     rumor_id: *rid.as_bytes()
-                })
+                }),
+                origin: false,
             }],
             "only the ACK: no delivery, no forwarding"
         );
@@ -2078,6 +2171,35 @@ mod tests {
         // id(1) is alone in its block: the same frame again, on the same timeout.
         assert_eq!(p.stats().retries, 1);
         assert_eq!(p.next_deadline(), Some(t + Duration::from_millis(400)));
+    }
+
+    #[test]
+    fn refused_publish_changes_nothing_and_admits_the_actual_frames() {
+        let mut p = RumorPusher::new(
+            id(0),
+            RumorConfig::default(),
+            hypercube::Config::default(),
+            1,
+        );
+        p.set_members(T0, &infos(&[id(0), id(1), id(2)])).unwrap();
+        p.peer_up(id(1), true);
+        p.peer_up(id(2), true);
+        let payload = Bytes::from_static(b"a");
+        let mut asked = None;
+        let refused = p.publish_if(T0, payload.clone(), |frames| {
+            asked = Some(frames);
+            false
+        });
+        assert_eq!(refused, Err(PushError::Refused { frames: 2 }));
+        assert_eq!(asked, Some(2));
+        assert!(p.poll_output().is_none());
+        assert_eq!((p.stats().published, p.stats().pending_acks), (0, 0));
+        assert!(!p.tracker().contains(&rumor_id(&payload)));
+        p.publish_if(T0, payload, |frames| frames == 2).unwrap();
+        let origin_sends = core::iter::from_fn(|| p.poll_output())
+            .filter(|o| matches!(o, PusherOutput::Send { origin: true, .. }))
+            .count();
+        assert_eq!(origin_sends, 2);
     }
 
     /// Arbitrary inputs never panic and keep every bound.
