@@ -83,7 +83,7 @@ pub struct Config {
     pub max_queued_actions: usize,
     /// Base time between G1 rounds with each peer this node dialed (default 10 s). The
     /// first round starts right after `PeerUp`; later ones follow the per-peer adaptive
-    /// interval ([`crate::adaptive::AdaptiveInterval`]) around this base.
+    /// interval ([`crate::flow::adaptive::AdaptiveInterval`]) around this base.
     pub gossip_interval: Duration,
     /// Fastest G1 cadence, after a round applied records (default 2 s; at most
     /// `gossip_interval`).
@@ -98,9 +98,9 @@ pub struct Config {
     /// Pending exchanges above which G1 replies signal backpressure (default 5).
     pub backpressure_threshold: u32,
     /// Per-peer inbound, global egress and overload-queue limits.
-    pub rate_limit: crate::ratelimit::RateLimitConfig,
+    pub rate_limit: crate::flow::token_bucket::RateLimitConfig,
     /// The CPU gate (threshold 0 disables it).
-    pub cpu_gate: crate::cpu_gate::CpuGateConfig,
+    pub cpu_gate: crate::flow::cpu_gate::CpuGateConfig,
     /// How long to wait for the reply to a G1/G2/G2B request before closing the
     /// connection (default 30 s).
     pub exchange_timeout: Duration,
@@ -155,8 +155,8 @@ impl Default for Config {
             gossip_min: defaults::GOSSIP_MIN,
             gossip_max: defaults::GOSSIP_MAX,
             backpressure_threshold: defaults::BACKPRESSURE_THRESHOLD,
-            rate_limit: crate::ratelimit::RateLimitConfig::default(),
-            cpu_gate: crate::cpu_gate::CpuGateConfig::default(),
+            rate_limit: crate::flow::token_bucket::RateLimitConfig::default(),
+            cpu_gate: crate::flow::cpu_gate::CpuGateConfig::default(),
             full_sync_interval: NonZeroU32::new(defaults::FULL_SYNC_INTERVAL)
                 .unwrap_or(NonZeroU32::MIN),
             wall_clock_offset: Duration::ZERO,

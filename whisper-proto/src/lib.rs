@@ -57,9 +57,12 @@
 //! - [`store`]: the [`StateStore`] trait and [`MemStore`], the embedded LWW map.
 //! - [`delta`]: per-peer watermarks, adaptive full syncs, persistence.
 //! - [`hypercube`]: the virtual hypercube: exact broadcast trees for every cluster size.
-//! - [`rumor`]: rumor ids (BLAKE3-256 of the payload) and the O(1) LRU dedup.
-//! - [`util`]: the opt-in utilities (correlator, limiter, batched logging, retrier,
-//!   circuit breaker, consensus, dedup cache, batch collector).
+//! - [`rumor`]: G3 rumor push over the hypercube (the [`RumorPusher`](rumor::RumorPusher)),
+//!   rumor ids (BLAKE3-256 of the payload) and the O(1) LRU dedup.
+//! - [`flow`]: flow control: adaptive cadence and backpressure, the token-bucket limits,
+//!   the CPU gate, round-trip estimators.
+//! - [`util`]: the opt-in utilities (correlator, sliding-window limiter, batched logging,
+//!   retrier, circuit breaker, consensus, dedup cache, batch collector).
 //! - [`time`], [`rng`], [`hash`]: injected time, seeded randomness, keyed hashing.
 //!
 //! ## Errors
@@ -87,19 +90,16 @@ macro_rules! trace_event {
 pub(crate) use trace_event;
 
 pub mod action;
-pub mod adaptive;
 pub mod config;
-pub mod cpu_gate;
 pub mod delta;
 #[cfg(feature = "std")]
 pub mod driver;
 pub mod engine;
+pub mod flow;
 pub mod hash;
 pub mod hypercube;
 pub mod node;
-pub mod ratelimit;
 pub mod rng;
-pub mod rtt;
 pub mod rumor;
 pub mod store;
 pub mod time;

@@ -1,7 +1,9 @@
 //! Flow control wired into the engine (issue 5): the per-peer adaptive cadence, the
 //! backpressure signal and the sender-side backoff, the rate limiter, the CPU gate and
 //! the RTT measurer. The engine files call the small hooks below; the logic lives in
-//! [`crate::adaptive`], [`crate::ratelimit`], [`crate::cpu_gate`] and [`crate::rtt`].
+//! [`crate::flow`]: [`adaptive`](crate::flow::adaptive),
+//! [`token_bucket`](crate::flow::token_bucket), [`cpu_gate`](crate::flow::cpu_gate) and
+//! [`rtt`](crate::flow::rtt).
 //!
 //! # Definitions
 //! * **Pending exchanges** (backpressure): G1 exchange replies this node has queued that
@@ -36,14 +38,14 @@
 
 use super::{Engine, Role, Timer};
 use crate::action::Event;
-use crate::adaptive::{
+use crate::config::Config;
+use crate::flow::adaptive::{
     AdaptiveInterval, AdaptiveStats, BackpressureMonitor, ExchangeOutcome, PeerBackoff,
 };
-use crate::config::Config;
-use crate::cpu_gate::CpuGate;
+use crate::flow::cpu_gate::CpuGate;
+use crate::flow::rtt::RttMeasurer;
+use crate::flow::token_bucket::{RateLimitConfig, RateLimitStats, TokenBucketLimiter, Verdict};
 use crate::node::{ConnId, NodeId};
-use crate::ratelimit::{RateLimitConfig, RateLimitStats, RateLimiter, Verdict};
-use crate::rtt::RttMeasurer;
 use crate::time::{Duration, Instant};
 use crate::topic::Pressure;
 use crate::wire::Frame;
@@ -52,7 +54,7 @@ use alloc::collections::VecDeque;
 /// Engine-wide flow state.
 #[derive(Debug)]
 pub(super) struct Flow {
-    limiter: RateLimiter,
+    limiter: TokenBucketLimiter,
     gate: CpuGate,
     rtt: RttMeasurer,
     monitor: BackpressureMonitor,
@@ -77,7 +79,7 @@ struct FlowCounters {
 impl Flow {
     pub(super) fn new(config: &Config, now: Instant) -> Self {
         Self {
-            limiter: RateLimiter::new(config.rate_limit, now),
+            limiter: TokenBucketLimiter::new(config.rate_limit, now),
             gate: CpuGate::new(config.cpu_gate),
             rtt: RttMeasurer::default(),
             monitor: BackpressureMonitor::new(config.backpressure_threshold),

@@ -125,9 +125,9 @@ use bytes::Bytes;
 
 use super::{RumorId, RumorTracker, rumor_id};
 use crate::NodeId;
+use crate::flow::rtt::SmoothedRtt;
 use crate::hypercube::{self, HypercubeError, HypercubeExt, MemberInfo, ORIGIN};
 use crate::rng::{RandomSource, Rng};
-use crate::rtt::SmoothedRtt;
 use crate::time::{Duration, Instant};
 use crate::wire::{Rumor, RumorAck};
 use routing::{Chain, Step};
