@@ -1,7 +1,7 @@
 //! What the engine asks its driver to do ([`Action`]) and tells its application
 //! ([`Event`]).
 
-use crate::engine::ConnError;
+use crate::error::ConnError;
 use crate::node::{ConnId, NodeId};
 use crate::rumor::RumorEvent;
 use crate::topic::{QueryId, QueryReply};

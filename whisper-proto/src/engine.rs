@@ -35,6 +35,7 @@ pub use flow::{FlowStats, PeerFlow};
 
 use crate::action::{Action, CloseReason, Event};
 use crate::config::{Config, ConfigError};
+use crate::error::ConnError;
 use crate::hypercube::MemberInfo;
 use crate::node::{ConnId, NodeId};
 use crate::rng::{RandomSource, Rng};
@@ -42,10 +43,10 @@ use crate::rumor::{RumorConfig, RumorPusher, RumorStats, RumorTracker};
 use crate::time::{Duration, Instant};
 use crate::topic::{QueryId, QueryReply, TopicRegistry};
 use crate::util::Correlator;
-use crate::wire::codec::{CodecError, G1Codec, ProtobufCodec};
+use crate::wire::codec::{G1Codec, ProtobufCodec};
 use crate::wire::{
-    BroadcastError, Capabilities, Custom, Digest, Exchange, Frame, FrameDecoder, Hello,
-    PROTOCOL_VERSION, RegisterError, WireConfig,
+    Capabilities, Custom, Digest, Exchange, Frame, FrameDecoder, Hello, PROTOCOL_VERSION,
+    RegisterError, WireConfig,
 };
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -164,46 +165,6 @@ pub struct EngineStats {
     pub responses_dropped: u64,
     /// The rumor pusher's counters ([`Engine::rumor_stats`]).
     pub rumor: RumorStats,
-}
-
-/// Why a connection was closed for what came over it. The connection is forgotten;
-/// nothing already applied is undone; other connections are unaffected.
-#[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnError {
-    /// The bytes are not a valid frame.
-    #[error(transparent)]
-    Decode(#[from] crate::wire::DecodeError),
-    /// A frame other than HELLO arrived before the peer's HELLO.
-    #[error("frame {magic:#06x} before HELLO")]
-    FrameBeforeHello {
-        /// Its magic.
-        magic: u16,
-    },
-    /// A second HELLO on the same connection.
-    #[error("duplicate HELLO")]
-    DuplicateHello,
-    /// The peer speaks a protocol version this node cannot.
-    #[error("unsupported protocol version {0}")]
-    UnsupportedVersion(u8),
-    /// The peer claims this node's own id.
-    #[error("peer claims our own node id")]
-    SelfConnection,
-    /// A G1 body did not decode. Not fatal: the body is dropped, a request is answered
-    /// with an empty exchange, the connection stays open.
-    #[error(transparent)]
-    Body(#[from] CodecError),
-    /// A G3 payload on a `TOPICS` connection is not a broadcast envelope. Not fatal: the
-    /// rumor is dropped, the connection stays open.
-    #[error(transparent)]
-    Broadcast(#[from] BroadcastError),
-}
-
-impl ConnError {
-    /// True when the error closed the connection; false for a dropped message.
-    pub fn is_fatal(&self) -> bool {
-        !matches!(self, Self::Body(_) | Self::Broadcast(_))
-    }
 }
 
 /// Misuse of the engine's API. Engine state is unchanged.

@@ -91,10 +91,12 @@ pub(crate) use trace_event;
 
 pub mod action;
 pub mod config;
+pub mod defaults;
 pub mod delta;
 #[cfg(feature = "std")]
 pub mod driver;
 pub mod engine;
+pub mod error;
 pub mod flow;
 pub mod hash;
 pub mod hypercube;
@@ -111,9 +113,8 @@ pub use action::{Action, CloseReason, Event, EventKind};
 pub use bytes::Bytes;
 pub use config::{Config, ConfigError};
 pub use delta::{DeltaPeerStats, DeltaPersistence, DeltaTracker, PersistError, PersistedPeerState};
-pub use engine::{
-    CommandError, ConnError, Engine, EngineStats, FlowStats, Identity, PeerFlow, Role,
-};
+pub use engine::{CommandError, Engine, EngineStats, FlowStats, Identity, PeerFlow, Role};
+pub use error::ConnError;
 pub use node::{ConnId, NodeId};
 pub use store::{MemStore, StateStore};
 pub use time::{Duration, Instant};

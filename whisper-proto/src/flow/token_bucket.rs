@@ -28,7 +28,7 @@
 //! So under saturation low-priority traffic is refused first and high-priority traffic
 //! still passes.
 
-use crate::config::defaults;
+use crate::defaults;
 use crate::node::NodeId;
 use crate::time::{Duration, Instant};
 use alloc::collections::BTreeMap;
