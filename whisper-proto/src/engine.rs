@@ -35,7 +35,7 @@ pub use flow::{FlowStats, PeerFlow};
 
 use crate::action::{Action, CloseReason, Event};
 use crate::config::{Config, ConfigError};
-use crate::error::ConnError;
+use crate::error::{ConnError, InputError, MessageError};
 use crate::hypercube::MemberInfo;
 use crate::node::{ConnId, NodeId};
 use crate::rng::{RandomSource, Rng};
@@ -452,8 +452,10 @@ impl Engine {
     ///
     /// Call after: every read. On `Err` the engine has already queued
     /// [`Action::Close`] and [`Event::FrameError`] for this connection and forgotten it;
-    /// the driver logs the error and goes on serving the others. Bytes for an unknown
-    /// (already closed) connection are ignored.
+    /// the driver logs the error and goes on serving the others. A message dropped for a
+    /// body that does not decode ([`MessageError`]) is not an `Err`: it is reported as
+    /// [`Event::FrameError`] with [`InputError::Dropped`] and the connection stays open.
+    /// Bytes for an unknown (already closed) connection are ignored.
     pub fn handle_bytes(
         &mut self,
         now: Instant,
@@ -500,7 +502,10 @@ impl Engine {
             self.emit(Event::FrameError {
                 conn,
                 peer,
-                error: ConnError::Decode(crate::wire::DecodeError::Truncated { needed, got }),
+                error: InputError::Closed(ConnError::Decode(crate::wire::DecodeError::Truncated {
+                    needed,
+                    got,
+                })),
             });
         }
         self.forget(conn);
@@ -744,10 +749,14 @@ impl Engine {
     }
 
     /// Drops one bad message without closing: counted and evented.
-    fn reject(&mut self, conn: ConnId, error: ConnError) {
+    fn reject(&mut self, conn: ConnId, error: MessageError) {
         self.stats.bodies_rejected += 1;
         let peer = self.conns.get(&conn).and_then(|c| c.peer.clone());
-        self.emit(Event::FrameError { conn, peer, error });
+        self.emit(Event::FrameError {
+            conn,
+            peer,
+            error: InputError::Dropped(error),
+        });
     }
 
     /// Closes `conn` for bad input: counted, evented, forgotten.
@@ -758,7 +767,7 @@ impl Engine {
         self.emit(Event::FrameError {
             conn,
             peer,
-            error: error.clone(),
+            error: InputError::Closed(error.clone()),
         });
         self.close(conn, CloseReason::Protocol(error.clone()), false);
         error

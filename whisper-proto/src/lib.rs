@@ -67,8 +67,10 @@
 //!
 //! ## Errors
 //! Peer input never panics and never wedges the engine: bad bytes close that one
-//! connection with a typed [`ConnError`], counted in [`EngineStats`] and reported as an
-//! [`Event::FrameError`]. Every length is checked against its cap before allocation.
+//! connection with a typed [`ConnError`]; a message that frames correctly but whose
+//! body does not decode is dropped with a [`MessageError`] and the connection stays
+//! open. Both are counted in [`EngineStats`] and reported as an [`Event::FrameError`]
+//! ([`InputError`] tells them apart). Every length is checked against its cap before allocation.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -114,7 +116,7 @@ pub use bytes::Bytes;
 pub use config::{Config, ConfigError};
 pub use delta::{DeltaPeerStats, DeltaPersistence, DeltaTracker, PersistError, PersistedPeerState};
 pub use engine::{CommandError, Engine, EngineStats, FlowStats, Identity, PeerFlow, Role};
-pub use error::ConnError;
+pub use error::{ConnError, InputError, MessageError};
 pub use node::{ConnId, NodeId};
 pub use store::{MemStore, StateStore};
 pub use time::{Duration, Instant};

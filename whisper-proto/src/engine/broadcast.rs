@@ -43,7 +43,7 @@
 //! Every pusher notification is an [`Event::Rumor`] except `Received`: an accepted rumor
 //! is reported by its effect, [`Event::Message`] or [`Event::RecordApplied`].
 
-use super::{ConnError, Engine, Timer};
+use super::{Engine, MessageError, Timer};
 use crate::action::Event;
 use crate::hypercube::{HypercubeError, MemberInfo};
 use crate::node::{ConnId, NodeId};
@@ -395,7 +395,7 @@ impl Engine {
         // The one parse of this payload: the pusher's outputs for it reuse the view.
         let envelope = match Envelope::decode(&rumor.payload) {
             Ok(envelope) => envelope,
-            Err(e) => return self.reject(conn, ConnError::Broadcast(e)),
+            Err(e) => return self.reject(conn, MessageError::Broadcast(e)),
         };
         if let Envelope::Broadcast(b) = &envelope {
             if b.expires_ms != 0 && self.wall_us() / 1000 >= b.expires_ms {

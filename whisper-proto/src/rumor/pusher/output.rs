@@ -11,16 +11,6 @@ use crate::wire::{self, Rumor, RumorAck};
 #[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PushError {
-    /// The payload is above
-    /// [`RumorConfig::max_payload`](super::RumorConfig::max_payload). Nothing changed;
-    /// send it by G1 only.
-    #[error("rumor payload of {len} bytes exceeds the push cap of {max}; send it by G1")]
-    TooLarge {
-        /// The payload's length.
-        len: usize,
-        /// The cap.
-        max: u32,
-    },
     /// This payload was already seen (published or received). Nothing is sent; the id
     /// becomes the most recent in the LRU.
     #[error("rumor {id} was already seen")]
@@ -37,15 +27,25 @@ pub enum PushError {
         /// The frames the publish would have sent.
         frames: usize,
     },
+    /// The payload is above
+    /// [`RumorConfig::max_payload`](super::RumorConfig::max_payload). Nothing changed;
+    /// send it by G1 only.
+    #[error("rumor payload of {len} bytes exceeds the push cap of {max}; send it by G1")]
+    TooLarge {
+        /// The payload's length.
+        len: usize,
+        /// The cap.
+        max: u32,
+    },
 }
 
 /// A frame the pusher wants sent.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub enum PushFrame {
-    /// A G3 rumor.
-    Rumor(Rumor),
     /// A G3-ACK.
     Ack(RumorAck),
+    /// A G3 rumor.
+    Rumor(Rumor),
 }
 
 impl From<PushFrame> for wire::Frame {
@@ -68,12 +68,12 @@ pub enum SendPath {
     Cube,
     /// The random fallback.
     Fallback,
-    /// A retry after an ACK timeout or a peer going down, to an alternate member of the
-    /// half-block.
-    Retry,
     /// A retry to a member already sent this frame (every member that can cover the
     /// block was tried; a leaf is resent in place), with a doubled timeout.
     Resend,
+    /// A retry after an ACK timeout or a peer going down, to an alternate member of the
+    /// half-block.
+    Retry,
 }
 
 /// Why a tracked frame was given up on.
