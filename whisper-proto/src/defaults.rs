@@ -2,8 +2,10 @@
 //! that [`crate::config`] and the subsystems ([`crate::flow`]) read without depending on
 //! each other.
 //!
-//! [`Config`](crate::Config) carries the ones the engine consults today. The rumor
-//! pusher's defaults live with it ([`crate::rumor::pusher::RumorConfig`]).
+//! [`Config`](crate::Config) and the flow subsystems read every constant here. The rumor
+//! pusher's defaults live with it (`DEFAULT_*` in [`crate::rumor::pusher`], used by
+//! [`RumorConfig::service_mesh`](crate::rumor::RumorConfig::service_mesh)), and the
+//! rumor dedup LRU's capacity is [`crate::rumor::DEFAULT_CAPACITY`].
 
 use crate::time::Duration;
 
@@ -31,12 +33,6 @@ pub const EGRESS_BYTES_PER_SEC: u64 = 10 * 1024 * 1024;
 pub const EGRESS_BURST: u64 = 10 * 1024 * 1024;
 /// Outbound queue depth above which `publish` reports backpressure.
 pub const OVERLOAD_QUEUE_THRESHOLD: usize = 1024;
-/// Rumor ACK timeout.
-pub const RUMOR_ACK_TIMEOUT: Duration = Duration::from_secs(3);
-/// Rumor retries.
-pub const RUMOR_ACK_RETRIES: u32 = 3;
-/// Rumor dedup LRU capacity.
-pub const RUMOR_LRU_CAPACITY: usize = 4096;
 /// Full sync every Nth exchange with a peer (before adaptive scaling).
 pub const FULL_SYNC_INTERVAL: u32 = 10;
 /// How long an initiator waits for the reply to a G1, G2 or G2B request.
@@ -49,7 +45,7 @@ pub const DELTA_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
 pub const DELTA_SAVE_INTERVAL: Duration = Duration::from_secs(30);
 /// Persisted delta entries older than this are dropped on load.
 pub const DELTA_LOAD_MAX_AGE: Duration = Duration::from_secs(20 * 60);
-/// G2B bucket count.
+/// G2B bucket count (the reference's default).
 pub const DIGEST_BUCKETS: usize = 64;
 /// Most open queries.
 pub const MAX_PENDING_QUERIES: usize = 1024;

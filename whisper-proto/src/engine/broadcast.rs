@@ -26,8 +26,9 @@
 //!
 //! Between `TOPICS` peers a G3 payload is an envelope whose first byte is its kind:
 //! a [`TopicBroadcast`] (0x01) for a BroadcastOnly publish, or a [`TopicRecord`]
-//! (0x02) for a StatefulMerge mutation (`put`/`delete`). Any other payload is rejected
-//! and neither ACKed nor forwarded. An expired broadcast is neither delivered nor
+//! (0x02) for a StatefulMerge mutation (`put`/`delete`). A received payload is parsed
+//! once into an [`Envelope`]; its delivery and relay admission use that view. Any other
+//! payload is rejected ([`MessageError::Broadcast`]) and neither ACKed nor forwarded. An expired broadcast is neither delivered nor
 //! forwarded (it is still ACKed). A publish larger than
 //! [`Limits::max_rumor_send`](crate::wire::Limits::max_rumor_send) is refused with
 //! [`PublishError::TooLarge`]: a BroadcastOnly topic has no G1 path. A StatefulMerge
