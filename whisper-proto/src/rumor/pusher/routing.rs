@@ -42,6 +42,8 @@ pub(super) enum Chain {
 /// One routing decision, made before anything is sent and then applied in order.
 #[derive(Debug)]
 pub(super) enum Step {
+    /// Give up on `peer`'s part of the frame.
+    Drop { peer: NodeId, reason: DropReason },
     /// Send the frame to `to`. `retry` is the failed peer and attempt when this is a
     /// last-resort fallback retry.
     Send {
@@ -51,8 +53,6 @@ pub(super) enum Step {
         chain: Chain,
         retry: Option<(NodeId, u8)>,
     },
-    /// Give up on `peer`'s part of the frame.
-    Drop { peer: NodeId, reason: DropReason },
 }
 
 impl RumorPusher {
@@ -84,7 +84,6 @@ impl RumorPusher {
 
     /// Carries out `plan` for rumor `id`: frames carrying `hop` are sent (and tracked)
     /// and parts given up on are dropped, in order. `origin`: the frames of a publish.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn apply(
         &mut self,
         now: Instant,
