@@ -99,7 +99,7 @@ pub fn fast_config() -> Config {
     let config = Config::default();
     Config {
         gossip_interval: Duration::from_millis(100),
-        rate_limit: whisper_proto::ratelimit::RateLimitConfig {
+        rate_limit: whisper_proto::flow::token_bucket::RateLimitConfig {
             peer_per_sec: 1_000_000.0,
             peer_burst: 2_000_000.0,
             egress_bytes_per_sec: 1e12,
