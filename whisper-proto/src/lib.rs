@@ -65,6 +65,16 @@
 //!   retrier, circuit breaker, consensus, dedup cache, batch collector).
 //! - [`time`], [`rng`], [`hash`]: injected time, seeded randomness, keyed hashing.
 //!
+//! ## Features
+//! - `std`: `driver`, the sans-IO layer every adapter drives (address book with
+//!   reconnects, dial tie-break, bounded coalesced write queues, typed commands,
+//!   persistence as outputs) and `driver::Clock`, which pairs the monotonic instant
+//!   with Unix time.
+//! - `runtime` (implies `std`): `runtime`, the adapters' shared core: the driver task
+//!   over a small `Runtime` trait, the typed `Handle`, event streams, state files. The
+//!   `whisper-tokio`, `whisper-smol` and `whisper-mio` crates build on it.
+//! - `tracing`: `tracing` events from the core, one target per subsystem.
+//!
 //! ## Errors
 //! Peer input never panics and never wedges the engine: bad bytes close that one
 //! connection with a typed [`ConnError`]; a message that frames correctly but whose
