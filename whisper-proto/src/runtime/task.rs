@@ -110,6 +110,7 @@ impl<R: Runtime> Task<R> {
         let mut armed: Option<Instant> = None;
         let mut sleep: Option<BoxFuture<'static, ()>> = None;
         let mut commands_open = true;
+        let mut inputs_first = false;
         loop {
             self.drain();
             if self.core.driver().is_finished() {
@@ -135,7 +136,15 @@ impl<R: Runtime> Task<R> {
                 }
                 Wake::Timer
             };
-            match input.or(command).or(timer).await {
+            // Inputs and commands take turns at going first, so a flood of either
+            // cannot starve the other.
+            inputs_first = !inputs_first;
+            let wake = if inputs_first {
+                input.or(command).or(timer).await
+            } else {
+                command.or(input).or(timer).await
+            };
+            match wake {
                 Wake::Input(input) => {
                     self.input(input);
                     for _ in 1..INPUT_BATCH {
