@@ -24,6 +24,10 @@
 //!   [`DeliveryTracker`] for missed count, RMR, LDH and time to
 //!   full delivery.
 //!
+//! The code is split by concern: `queue` (the event queue and trace hash), `topology`, `nodes` (node and link bookkeeping, event
+//! processing), `faults`, `observe` (counters, events, samples), [`net`] (the link
+//! model) and [`metrics`].
+//!
 //! A run's seed comes from `WHISPER_SEED` when set ([`seed_from_env`]); if anything
 //! panics while a [`Sim`] is alive, it prints the seed to stderr, and [`sim_assert!`](crate::sim_assert)
 //! puts the seed into the assertion message itself.
@@ -68,8 +72,8 @@ use metrics::{DeliveryTracker, Metrics};
 use net::{Link, LinkConfig, PartitionMode};
 use nodes::Node;
 use observe::Progress;
-use queue::{Ev, Queued};
-use std::collections::{BTreeMap, BinaryHeap};
+use queue::{Ev, EventQueue, Trace};
+use std::collections::BTreeMap;
 use std::fmt;
 use whisper_proto::rng::{RandomSource, Rng};
 use whisper_proto::wire::{RegisterError, WireConfig};
@@ -184,8 +188,7 @@ pub struct Sim<A: App = ()> {
     rng: Rng,
     now: Instant,
     start: Instant,
-    seq: u64,
-    queue: BinaryHeap<Queued>,
+    queue: EventQueue<Ev>,
     nodes: Vec<Node>,
     links: Vec<Link>,
     edge_index: BTreeMap<(usize, usize), usize>,
@@ -196,7 +199,7 @@ pub struct Sim<A: App = ()> {
     metrics: Metrics,
     deliveries: DeliveryTracker,
     events: Vec<Recorded>,
-    trace: u64,
+    trace: Trace,
     processed: u64,
     last_sample: (u64, u64),
     progress: Option<Progress>,
@@ -233,8 +236,7 @@ impl<A: App> Sim<A> {
             rng: Rng::new(seed),
             now: Instant::ZERO,
             start: Instant::ZERO,
-            seq: 0,
-            queue: BinaryHeap::new(),
+            queue: EventQueue::default(),
             nodes: Vec::with_capacity(n),
             links: Vec::new(),
             edge_index: BTreeMap::new(),
@@ -245,7 +247,7 @@ impl<A: App> Sim<A> {
             metrics: Metrics::default(),
             deliveries: DeliveryTracker::default(),
             events: Vec::new(),
-            trace: 0xcbf2_9ce4_8422_2325,
+            trace: Trace::default(),
             processed: 0,
             last_sample: (0, 0),
             progress: None,
@@ -412,12 +414,12 @@ impl<A: App> Sim<A> {
 
     /// Processes one queued event; `false` when the queue is empty.
     pub fn step(&mut self) -> bool {
-        let Some(q) = self.queue.pop() else {
+        let Some((at, ev)) = self.queue.pop() else {
             return false;
         };
-        self.now = self.now.max(q.at);
+        self.now = self.now.max(at);
         self.processed += 1;
-        self.process(q.ev);
+        self.process(ev);
         if self.progress.is_some() {
             self.draw_progress(false);
         }
@@ -426,7 +428,7 @@ impl<A: App> Sim<A> {
 
     /// Processes every event up to and including `t`; virtual time ends at `t`.
     pub fn run_until(&mut self, t: Instant) {
-        while self.queue.peek().is_some_and(|q| q.at <= t) {
+        while self.queue.next_at().is_some_and(|at| at <= t) {
             self.step();
         }
         self.now = self.now.max(t);

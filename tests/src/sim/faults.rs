@@ -138,7 +138,7 @@ impl<A: App> Sim<A> {
     }
 
     pub(super) fn reachable(&self, a: usize, b: usize) -> bool {
-        self.groups.as_ref().is_none_or(|g| g[a] == g[b])
+        reachable_in(self.groups.as_deref(), a, b)
     }
 
     /// Re-dials a down link after the reconnect delay, if it should be up.
@@ -185,4 +185,9 @@ impl<A: App> Sim<A> {
             }
         }
     }
+}
+
+/// Whether `a` and `b` are in the same partition group (`None`: no partition).
+pub(super) fn reachable_in(groups: Option<&[u32]>, a: usize, b: usize) -> bool {
+    groups.is_none_or(|g| g[a] == g[b])
 }

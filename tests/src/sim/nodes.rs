@@ -166,10 +166,7 @@ impl<A: App> Sim<A> {
         let l = &mut self.links[link];
         l.generation += 1;
         l.severed = false;
-        l.dirs = [net::Dir {
-            busy_until: now,
-            last_arrival: now,
-        }; 2];
+        l.dirs = [net::Dir::idle(now); 2];
         let ends = l.ends;
         self.mix(&[4, now.as_micros(), link as u64]);
         for (side, role) in [(0, Role::Dialer), (1, Role::Acceptor)] {
@@ -244,9 +241,8 @@ impl<A: App> Sim<A> {
         // Across a blackhole partition the close never arrives: the peer times out.
         if other.open && !self.links[link].severed && self.reachable(node, other.node) {
             let cfg = self.link_config(link, side);
-            let dir = &mut self.links[link].dirs[side];
-            let at = (self.now + cfg.latency.sample(&mut self.rng)).max(dir.last_arrival);
-            dir.last_arrival = at;
+            let latency = cfg.latency.sample(&mut self.rng);
+            let at = self.links[link].dirs[side].fin(self.now, latency);
             let incarnation = self.nodes[other.node].incarnation;
             self.push(
                 at,
@@ -289,9 +285,7 @@ impl<A: App> Sim<A> {
                 }
                 let latency = cfg.latency.sample(&mut self.rng);
                 let dir = &mut self.links[link].dirs[side];
-                dir.busy_until = dir.busy_until.max(self.now) + cfg.serialisation(bytes.len());
-                let at = (dir.busy_until + latency).max(dir.last_arrival);
-                dir.last_arrival = at;
+                let (_, at) = dir.stream(self.now, &cfg, bytes.len(), latency);
                 self.push(
                     at,
                     Ev::Deliver {

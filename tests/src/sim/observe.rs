@@ -82,7 +82,7 @@ impl<A: App> Sim<A> {
     /// A hash of every processed event and emitted engine event with its virtual time:
     /// equal for equal seeds, almost surely different otherwise.
     pub fn trace_hash(&self) -> u64 {
-        self.trace
+        self.trace.value()
     }
 
     /// Queue events processed so far.
