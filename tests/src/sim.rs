@@ -23,8 +23,13 @@
 //!   commands. [`Sim::deliveries_mut`] is a protocol-agnostic
 //!   [`DeliveryTracker`] for missed count, RMR, LDH and time to
 //!   full delivery.
+//! - **Drivers.** [`driver::DriverSim`] runs the same queue, RNG, link model and
+//!   metrics with a [`Driver`](whisper_proto::driver::Driver) per node instead of a
+//!   bare engine: dials to virtual addresses, reconnect backoff, the dial tie-break and
+//!   bounded write queues under crashes and stalled readers.
 //!
-//! The code is split by concern: `queue` (the event queue and trace hash), `topology`, `nodes` (node and link bookkeeping, event
+//! The code is split by concern: `queue` (the event queue and trace hash shared by
+//! both simulators), `topology`, `nodes` (node and link bookkeeping, event
 //! processing), `faults`, `observe` (counters, events, samples), [`net`] (the link
 //! model) and [`metrics`].
 //!
@@ -55,6 +60,7 @@
 //! assert_eq!(sim.metrics().kind(whisper_tests::sim::metrics::FrameKind::Hello).frames, 12);
 //! ```
 
+pub mod driver;
 pub mod metrics;
 pub mod net;
 pub mod scenario;
@@ -68,6 +74,7 @@ mod topology;
 pub use observe::Recorded;
 pub use topology::{Topology, all_members, node_id};
 
+use faults::reachable_in;
 use metrics::{DeliveryTracker, Metrics};
 use net::{Link, LinkConfig, PartitionMode};
 use nodes::Node;

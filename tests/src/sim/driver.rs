@@ -1,0 +1,1066 @@
+//! The driver-level simulator: every node is a [`Driver`] (the engine plus the address
+//! book, reconnect backoff, dial tie-break and bounded write queues every adapter
+//! shares), reached at a virtual address such as `n7:7000`, on the same event queue,
+//! RNG, link model and metrics as the engine-level [`Sim`](super::Sim).
+//!
+//! # Model
+//! - **Dials.** [`Output::Dial`] travels one link latency to the address's node. If it
+//!   is alive (and reachable, see [`DriverSim::partition`]) it accepts
+//!   ([`Driver::handle_accepted`]) and the dialer gets [`Driver::handle_dialed`] at the
+//!   same instant. A crashed node refuses: the dialer gets
+//!   [`Driver::handle_dial_failed`] one more latency later. An unknown or unreachable
+//!   address never answers; the driver aborts the dial at its
+//!   [`DriverConfig::dial_timeout`].
+//! - **Writes.** [`Output::Write`] bytes are serialised at the link's bandwidth, then
+//!   take its latency, in order ([`LinkConfig`] in stream mode; loss, duplication and
+//!   reorder do not apply). The writer gets [`Driver::handle_written`] once the last
+//!   byte left. Bytes sent and not yet consumed by the reader are limited to
+//!   [`DriverSimConfig::read_window`]: past it the next write is parked, unacknowledged,
+//!   until the reader consumes. A node whose reads are stalled
+//!   ([`DriverSim::stall_reads`]) consumes nothing, so its peers' write queues grow
+//!   until their drivers close the slow connection.
+//! - **Closes.** [`Output::Close`] tears the connection down; the other side gets
+//!   [`Driver::handle_disconnected`] after the bytes already in flight (a stalled
+//!   reader sees it when it reads again). A crash ([`DriverSim::crash`]) drops the
+//!   driver without a word; its peers see their connections break one latency later.
+//! - **Time.** One pending timer per node at [`Driver::poll_timeout`], as in
+//!   [`Sim`](super::Sim).
+//!
+//! The same seed gives the same run ([`DriverSim::trace_hash`]); a panic while a
+//! `DriverSim` is alive prints the seed.
+//!
+//! ```
+//! use whisper_tests::sim::driver::{DriverSim, DriverSimConfig};
+//! let mut sim = DriverSim::new(3, &[(0, 1), (1, 2), (2, 0)], DriverSimConfig::default(), 7);
+//! sim.run_for(whisper_proto::Duration::from_secs(1));
+//! assert_eq!(sim.configured_pairs_connected(), (3, 3));
+//! ```
+
+use super::metrics::Metrics;
+use super::net::{Dir, LinkConfig, split_frames};
+use super::queue::{EventQueue, Trace};
+use super::topology::node_id;
+use super::{Recorded, reachable_in};
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use whisper_proto::driver::{DialId, Driver, DriverConfig, DriverStats, Output};
+use whisper_proto::rng::{RandomSource, Rng};
+use whisper_proto::wire::WireConfig;
+use whisper_proto::{Bytes, Config, ConnId, Duration, Event, Instant, NodeId};
+
+/// Builds a node's driver: `(node, id, seed, now)`.
+pub type BuildDriver = dyn FnMut(usize, &NodeId, u64, Instant) -> Driver;
+
+/// Driver simulator settings.
+#[derive(Clone, Debug)]
+pub struct DriverSimConfig {
+    /// The engine configuration of every node.
+    pub engine: Config,
+    /// The driver configuration of every node.
+    pub driver: DriverConfig,
+    /// The link, both directions (stream mode: latency and bandwidth apply).
+    pub link: LinkConfig,
+    /// Bytes sent toward a reader and not yet consumed, at most (the socket buffers of
+    /// both ends): past it writes toward that reader are not acknowledged.
+    pub read_window: usize,
+    /// The port of every virtual address (`n7:<port>`).
+    pub port: u16,
+    /// Each node starts (adds its peer addresses) at a uniform time in
+    /// `0..=start_spread`; zero starts everyone at the same instant.
+    pub start_spread: Duration,
+    /// Run on every new driver (at start and at every restart) before its peers are
+    /// added: register topics, frame kinds.
+    pub setup: Option<fn(&mut Driver, Instant)>,
+    /// Keep every [`Event`] in [`DriverSim::events`].
+    pub record_events: bool,
+}
+
+impl Default for DriverSimConfig {
+    fn default() -> Self {
+        Self {
+            engine: Config::default(),
+            driver: DriverConfig::default(),
+            link: LinkConfig::default(),
+            read_window: 64 << 10,
+            port: 7000,
+            start_spread: Duration::from_millis(100),
+            setup: None,
+            record_events: false,
+        }
+    }
+}
+
+/// One dial the simulator saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DialRecord {
+    /// Virtual time.
+    pub at: Instant,
+    /// The dialing node.
+    pub node: usize,
+    /// The node at the address (`None`: no such address).
+    pub target: Option<usize>,
+}
+
+#[derive(Debug)]
+struct DNode {
+    id: NodeId,
+    addr: String,
+    driver: Option<Driver>,
+    /// Configured peer addresses (node indices), added at every start.
+    peers: Vec<usize>,
+    /// Live connections → pipe.
+    conns: BTreeMap<ConnId, usize>,
+    /// Dials in flight → target node.
+    dials: BTreeMap<DialId, Option<usize>>,
+    timer: Option<Instant>,
+    incarnation: u32,
+    stalled: bool,
+}
+
+/// One end of a connection.
+#[derive(Clone, Copy, Debug)]
+struct PEnd {
+    node: usize,
+    conn: ConnId,
+    /// The driver at this end still holds the connection.
+    open: bool,
+}
+
+/// One direction of a connection.
+#[derive(Debug, Default)]
+struct PDir {
+    net: Dir,
+    /// Bytes sent and not yet consumed by the reader.
+    unconsumed: usize,
+    /// A write the window did not admit yet (unacknowledged).
+    parked: Option<Bytes>,
+    /// Arrived while the reader was stalled, not consumed yet.
+    buffered: VecDeque<Bytes>,
+    /// The close arrived while the reader was stalled.
+    fin: bool,
+}
+
+/// A connection between two drivers: `ends[0]` dialed, `ends[1]` accepted;
+/// `dirs[s]` is the traffic from `ends[s]`.
+#[derive(Debug)]
+struct Pipe {
+    ends: [PEnd; 2],
+    dirs: [PDir; 2],
+}
+
+impl Pipe {
+    fn side(&self, node: usize, conn: ConnId) -> usize {
+        usize::from(!(self.ends[0].node == node && self.ends[0].conn == conn))
+    }
+}
+
+#[derive(Debug)]
+enum DEv {
+    Start {
+        node: usize,
+        incarnation: u32,
+    },
+    Timer {
+        node: usize,
+        incarnation: u32,
+        at: Instant,
+    },
+    /// A dial reaches its target.
+    Dial {
+        node: usize,
+        incarnation: u32,
+        dial: DialId,
+        target: usize,
+    },
+    /// The target refused: the dial fails.
+    Refused {
+        node: usize,
+        incarnation: u32,
+        dial: DialId,
+    },
+    Deliver {
+        pipe: usize,
+        from: usize,
+        bytes: Bytes,
+    },
+    Written {
+        pipe: usize,
+        side: usize,
+    },
+    Fin {
+        pipe: usize,
+        from: usize,
+    },
+}
+
+/// The driver-level simulator.
+pub struct DriverSim {
+    config: DriverSimConfig,
+    seed: u64,
+    rng: Rng,
+    now: Instant,
+    queue: EventQueue<DEv>,
+    trace: Trace,
+    nodes: Vec<DNode>,
+    pipes: Vec<Pipe>,
+    by_addr: BTreeMap<String, usize>,
+    groups: Option<Vec<u32>>,
+    observer: WireConfig,
+    metrics: Metrics,
+    events: Vec<Recorded>,
+    dial_log: Vec<DialRecord>,
+    /// Stats of crashed drivers, so totals survive restarts.
+    retired: Vec<(usize, DriverStats)>,
+    max_write: usize,
+    processed: u64,
+}
+
+impl fmt::Debug for DriverSim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DriverSim")
+            .field("seed", &self.seed)
+            .field("now", &self.now)
+            .field("nodes", &self.nodes.len())
+            .field("pipes", &self.pipes.len())
+            .field("queued", &self.queue.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DriverSim {
+    /// `n` drivers named as in [`Sim`](super::Sim) (`n0000007` at `n7:7000`), where node
+    /// `a` is configured with node `b`'s address for every `(a, b)` in `dials`
+    /// (list both directions for a pair that dials each other).
+    pub fn new(n: usize, dials: &[(usize, usize)], config: DriverSimConfig, seed: u64) -> Self {
+        let mut sim = Self {
+            config,
+            seed,
+            rng: Rng::new(seed),
+            now: Instant::ZERO,
+            queue: EventQueue::default(),
+            trace: Trace::default(),
+            nodes: Vec::with_capacity(n),
+            pipes: Vec::new(),
+            by_addr: BTreeMap::new(),
+            groups: None,
+            observer: WireConfig::default(),
+            metrics: Metrics::default(),
+            events: Vec::new(),
+            dial_log: Vec::new(),
+            retired: Vec::new(),
+            max_write: 0,
+            processed: 0,
+        };
+        for node in 0..n {
+            let id = node_id(node);
+            let addr = format!("n{node}:{}", sim.config.port);
+            sim.by_addr.insert(addr.clone(), node);
+            sim.nodes.push(DNode {
+                id,
+                addr,
+                driver: None,
+                peers: Vec::new(),
+                conns: BTreeMap::new(),
+                dials: BTreeMap::new(),
+                timer: None,
+                incarnation: 0,
+                stalled: false,
+            });
+            sim.metrics.ensure(node);
+        }
+        for &(a, b) in dials {
+            if a != b && a < n && b < n && !sim.nodes[a].peers.contains(&b) {
+                sim.nodes[a].peers.push(b);
+            }
+        }
+        let spread = sim.config.start_spread.as_micros() as u64;
+        for node in 0..n {
+            let seed = sim.rng.next_u64();
+            let driver = sim.build(node, seed);
+            sim.nodes[node].driver = Some(driver);
+            let at = Instant::from_micros(sim.rng.below(spread + 1));
+            sim.queue.push(
+                at,
+                DEv::Start {
+                    node,
+                    incarnation: 0,
+                },
+            );
+        }
+        sim
+    }
+
+    // ---- getters ---------------------------------------------------------------------
+
+    /// The run's seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &DriverSimConfig {
+        &self.config
+    }
+
+    /// Virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True when there are no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Whether `node` has a running driver.
+    pub fn is_alive(&self, node: usize) -> bool {
+        self.nodes[node].driver.is_some()
+    }
+
+    /// A node's id.
+    pub fn node_id(&self, node: usize) -> &NodeId {
+        &self.nodes[node].id
+    }
+
+    /// A node's virtual address.
+    pub fn addr(&self, node: usize) -> &str {
+        &self.nodes[node].addr
+    }
+
+    /// The nodes `node` is configured to dial.
+    pub fn configured(&self, node: usize) -> &[usize] {
+        &self.nodes[node].peers
+    }
+
+    /// A node's driver, when it is running.
+    pub fn driver(&self, node: usize) -> Option<&Driver> {
+        self.nodes[node].driver.as_ref()
+    }
+
+    /// Identified peers of a node's driver (0 when down).
+    pub fn peers(&self, node: usize) -> usize {
+        self.driver(node).map_or(0, |d| d.peers().len())
+    }
+
+    /// Whether `a` and `b` are connected by exactly one connection that both drivers
+    /// consider live, and it is the same one on both sides.
+    pub fn connected(&self, a: usize, b: usize) -> bool {
+        let (Some(da), Some(db)) = (self.driver(a), self.driver(b)) else {
+            return false;
+        };
+        let on_a: Vec<ConnId> = da
+            .peers()
+            .into_iter()
+            .filter(|p| p.node == self.nodes[b].id)
+            .map(|p| p.conn)
+            .collect();
+        let on_b: Vec<ConnId> = db
+            .peers()
+            .into_iter()
+            .filter(|p| p.node == self.nodes[a].id)
+            .map(|p| p.conn)
+            .collect();
+        match (on_a.as_slice(), on_b.as_slice()) {
+            ([ca], [cb]) => {
+                let (pa, pb) = (self.nodes[a].conns.get(ca), self.nodes[b].conns.get(cb));
+                pa.is_some() && pa == pb
+            }
+            _ => false,
+        }
+    }
+
+    /// Live connections (per the simulator: both ends open) between `a` and `b`.
+    pub fn connections_between(&self, a: usize, b: usize) -> usize {
+        self.pipes
+            .iter()
+            .filter(|p| p.ends.iter().all(|e| e.open))
+            .filter(|p| {
+                let (x, y) = (p.ends[0].node, p.ends[1].node);
+                (x, y) == (a, b) || (x, y) == (b, a)
+            })
+            .count()
+    }
+
+    /// The node that dialed the one live connection between `a` and `b` (`None` unless
+    /// there is exactly one).
+    pub fn dialer_between(&self, a: usize, b: usize) -> Option<usize> {
+        let mut live = self.pipes.iter().filter(|p| {
+            let (x, y) = (p.ends[0].node, p.ends[1].node);
+            p.ends.iter().all(|e| e.open) && ((x, y) == (a, b) || (x, y) == (b, a))
+        });
+        let first = live.next()?;
+        live.next().is_none().then_some(first.ends[0].node)
+    }
+
+    /// `(connected, total)` over the distinct configured pairs.
+    pub fn configured_pairs_connected(&self) -> (usize, usize) {
+        let pairs = self.configured_pairs();
+        let up = pairs.iter().filter(|&&(a, b)| self.connected(a, b)).count();
+        (up, pairs.len())
+    }
+
+    /// Distinct unordered configured pairs `(a, b)`, `a < b`.
+    pub fn configured_pairs(&self) -> Vec<(usize, usize)> {
+        let mut pairs: Vec<(usize, usize)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .flat_map(|(a, n)| n.peers.iter().map(move |&b| (a.min(b), a.max(b))))
+            .collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        pairs
+    }
+
+    /// One node's driver counters (zero when down), not counting earlier incarnations.
+    pub fn stats(&self, node: usize) -> DriverStats {
+        self.driver(node).map(Driver::stats).unwrap_or_default()
+    }
+
+    /// Driver counters summed over every node and every incarnation.
+    pub fn total_stats(&self) -> DriverStats {
+        let mut t = DriverStats::default();
+        let live = self.nodes.iter().filter_map(|n| n.driver.as_ref());
+        let all = live
+            .map(Driver::stats)
+            .chain(self.retired.iter().map(|&(_, s)| s));
+        for s in all {
+            t.accepted += s.accepted;
+            t.refused += s.refused;
+            t.dials += s.dials;
+            t.dial_failures += s.dial_failures;
+            t.reconnects += s.reconnects;
+            t.tie_breaks += s.tie_breaks;
+            t.slow_closes += s.slow_closes;
+            t.lingers_expired += s.lingers_expired;
+            t.sends += s.sends;
+            t.writes += s.writes;
+            t.breaker_rejections += s.breaker_rejections;
+        }
+        t
+    }
+
+    /// Every dial so far, in order.
+    pub fn dial_log(&self) -> &[DialRecord] {
+        &self.dial_log
+    }
+
+    /// The largest single write any driver handed out.
+    pub fn max_write(&self) -> usize {
+        self.max_write
+    }
+
+    /// Bytes written toward `node` and not consumed yet (buffered while it stalls, in
+    /// flight, or parked), over all its connections.
+    pub fn unconsumed_toward(&self, node: usize) -> usize {
+        self.pipes
+            .iter()
+            .flat_map(|p| (0..2).map(move |s| (p, s)))
+            .filter(|(p, s)| p.ends[1 - s].node == node && p.ends[1 - s].open)
+            .map(|(p, s)| p.dirs[s].unconsumed + p.dirs[s].parked.as_ref().map_or(0, Bytes::len))
+            .sum()
+    }
+
+    /// The counters so far.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The plain-text metrics table of the run so far, with the summed driver counters.
+    pub fn table(&self) -> String {
+        let alive = self.nodes.iter().filter(|n| n.driver.is_some()).count();
+        let s = self.total_stats();
+        let mut t = format!(
+            "whisper-sim drivers seed={} nodes={} connections={} events={}\n",
+            self.seed,
+            self.nodes.len(),
+            self.pipes.len(),
+            self.processed
+        );
+        t.push_str(&self.metrics.table(alive));
+        t.push_str(&format!(
+            "driver: dials {} dial_failures {} accepted {} reconnects {} tie_breaks {} \
+             slow_closes {} lingers_expired {} writes {}\n",
+            s.dials,
+            s.dial_failures,
+            s.accepted,
+            s.reconnects,
+            s.tie_breaks,
+            s.slow_closes,
+            s.lingers_expired,
+            s.writes
+        ));
+        t
+    }
+
+    /// Recorded events ([`DriverSimConfig::record_events`]).
+    pub fn events(&self) -> &[Recorded] {
+        &self.events
+    }
+
+    /// A hash of every processed event and emitted event with its virtual time.
+    pub fn trace_hash(&self) -> u64 {
+        self.trace.value()
+    }
+
+    /// Queue events processed so far.
+    pub fn processed(&self) -> u64 {
+        self.processed
+    }
+
+    // ---- commands and faults -----------------------------------------------------------
+
+    /// Runs `f` on a node's driver at the current virtual time, then drains its outputs.
+    /// `None` when the node is down.
+    pub fn with_driver<R>(
+        &mut self,
+        node: usize,
+        f: impl FnOnce(&mut Driver, Instant) -> R,
+    ) -> Option<R> {
+        let now = self.now;
+        let r = f(self.nodes[node].driver.as_mut()?, now);
+        self.drain(node);
+        Some(r)
+    }
+
+    /// Crashes a node: its driver is dropped without a word (no graceful shutdown); its
+    /// peers see their connections break one latency later; dials to it are refused.
+    pub fn crash(&mut self, node: usize) {
+        let Some(driver) = self.nodes[node].driver.take() else {
+            return;
+        };
+        self.retired.push((node, driver.stats()));
+        let n = &mut self.nodes[node];
+        n.incarnation += 1;
+        n.timer = None;
+        n.stalled = false;
+        n.dials.clear();
+        let conns: Vec<(ConnId, usize)> = std::mem::take(&mut n.conns).into_iter().collect();
+        self.mix(&[20, self.now.as_micros(), node as u64]);
+        for (conn, pipe) in conns {
+            self.close_end(pipe, node, conn);
+        }
+    }
+
+    /// Restarts a crashed node with a fresh driver (same id and address, new seed); it
+    /// dials its configured peers again.
+    pub fn restart(&mut self, node: usize) {
+        if self.nodes[node].driver.is_some() {
+            return;
+        }
+        let seed = self.rng.next_u64();
+        let driver = self.build(node, seed);
+        self.start_with(node, driver);
+    }
+
+    /// Restarts a crashed node with the driver `build` makes (restoring persisted state,
+    /// say) from `(node, id, seed, now)`; [`DriverSimConfig::setup`] is not run on it.
+    pub fn restart_with(&mut self, node: usize, build: &mut BuildDriver) {
+        if self.nodes[node].driver.is_some() {
+            return;
+        }
+        let seed = self.rng.next_u64();
+        let driver = build(node, &self.nodes[node].id.clone(), seed, self.now);
+        self.start_with(node, driver);
+    }
+
+    /// Stops consuming `node`'s reads: bytes toward it pile up in the socket buffers
+    /// ([`DriverSimConfig::read_window`]), then its peers' writes stall.
+    pub fn stall_reads(&mut self, node: usize) {
+        self.nodes[node].stalled = true;
+    }
+
+    /// Reads again: everything buffered is consumed in order (then any close that came
+    /// after it), and parked writes toward the node go on.
+    pub fn resume_reads(&mut self, node: usize) {
+        if !std::mem::replace(&mut self.nodes[node].stalled, false) {
+            return;
+        }
+        let pipes: Vec<usize> = (0..self.pipes.len())
+            .filter(|&p| self.pipes[p].ends.iter().any(|e| e.node == node && e.open))
+            .collect();
+        for pipe in pipes {
+            let to = usize::from(self.pipes[pipe].ends[1].node == node);
+            let from = 1 - to;
+            while let Some(bytes) = self.pipes[pipe].dirs[from].buffered.pop_front() {
+                self.consume(pipe, from, &bytes);
+            }
+            if std::mem::take(&mut self.pipes[pipe].dirs[from].fin) {
+                self.disconnected(pipe, to);
+            }
+        }
+    }
+
+    /// Splits the nodes into groups that cannot reach each other (nodes not listed form
+    /// one more group): connections across break at once, dials across go unanswered.
+    pub fn partition(&mut self, groups: &[&[usize]]) {
+        let mut g = vec![u32::MAX; self.nodes.len()];
+        for (i, group) in groups.iter().enumerate() {
+            for &n in *group {
+                g[n] = i as u32;
+            }
+        }
+        self.groups = Some(g);
+        for pipe in 0..self.pipes.len() {
+            let [a, b] = self.pipes[pipe].ends;
+            if (a.open || b.open) && !self.reachable(a.node, b.node) {
+                for side in 0..2 {
+                    if self.pipes[pipe].ends[side].open {
+                        self.disconnected(pipe, side);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends every partition.
+    pub fn heal(&mut self) {
+        self.groups = None;
+    }
+
+    // ---- running ---------------------------------------------------------------------
+
+    /// Processes one queued event; `false` when the queue is empty.
+    pub fn step(&mut self) -> bool {
+        let Some((at, ev)) = self.queue.pop() else {
+            return false;
+        };
+        self.now = self.now.max(at);
+        self.processed += 1;
+        self.process(ev);
+        true
+    }
+
+    /// Processes every event up to and including `t`; virtual time ends at `t`.
+    pub fn run_until(&mut self, t: Instant) {
+        while self.queue.next_at().is_some_and(|at| at <= t) {
+            self.step();
+        }
+        self.now = self.now.max(t);
+        self.metrics.span = self.now.saturating_duration_since(Instant::ZERO);
+    }
+
+    /// Runs for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        self.run_until(self.now + d);
+    }
+
+    /// Runs in steps of `step` until `done(self)` or `deadline`; returns when it held.
+    pub fn run_until_true(
+        &mut self,
+        step: Duration,
+        deadline: Instant,
+        mut done: impl FnMut(&Self) -> bool,
+    ) -> Option<Instant> {
+        loop {
+            if done(self) {
+                return Some(self.now);
+            }
+            if self.now >= deadline {
+                return None;
+            }
+            self.run_for(step);
+        }
+    }
+
+    // ---- internals -------------------------------------------------------------------
+
+    fn build(&self, node: usize, seed: u64) -> Driver {
+        let id = self.nodes[node].id.clone();
+        let mut d = Driver::new(
+            id,
+            self.config.engine.clone(),
+            seed,
+            self.config.driver.clone(),
+            self.now,
+        )
+        .expect("DriverSimConfig::engine must be a valid engine Config");
+        if let Some(setup) = self.config.setup {
+            setup(&mut d, self.now);
+        }
+        d
+    }
+
+    fn start_with(&mut self, node: usize, driver: Driver) {
+        let n = &mut self.nodes[node];
+        n.driver = Some(driver);
+        n.incarnation += 1;
+        n.timer = None;
+        let incarnation = n.incarnation;
+        self.mix(&[21, self.now.as_micros(), node as u64]);
+        self.process(DEv::Start { node, incarnation });
+    }
+
+    fn push(&mut self, at: Instant, ev: DEv) {
+        self.queue.push(at.max(self.now), ev);
+    }
+
+    fn mix(&mut self, words: &[u64]) {
+        self.trace.mix(words);
+    }
+
+    fn reachable(&self, a: usize, b: usize) -> bool {
+        reachable_in(self.groups.as_deref(), a, b)
+    }
+
+    fn latency(&mut self) -> Duration {
+        self.config.link.latency.sample(&mut self.rng)
+    }
+
+    fn alive_as(&self, node: usize, incarnation: u32) -> bool {
+        let n = &self.nodes[node];
+        n.incarnation == incarnation && n.driver.is_some()
+    }
+
+    fn process(&mut self, ev: DEv) {
+        let now = self.now;
+        match ev {
+            DEv::Start { node, incarnation } => {
+                if !self.alive_as(node, incarnation) {
+                    return;
+                }
+                self.mix(&[1, now.as_micros(), node as u64]);
+                let addrs: Vec<String> = self.nodes[node]
+                    .peers
+                    .iter()
+                    .map(|&p| self.nodes[p].addr.clone())
+                    .collect();
+                if let Some(d) = self.nodes[node].driver.as_mut() {
+                    for addr in addrs {
+                        d.add_peer(now, addr);
+                    }
+                }
+                self.drain(node);
+            }
+            DEv::Timer {
+                node,
+                incarnation,
+                at,
+            } => {
+                let n = &mut self.nodes[node];
+                if n.incarnation != incarnation || n.timer != Some(at) {
+                    return;
+                }
+                n.timer = None;
+                if let Some(d) = n.driver.as_mut() {
+                    d.handle_timeout(at);
+                }
+                self.mix(&[2, now.as_micros(), node as u64]);
+                self.drain(node);
+            }
+            DEv::Dial {
+                node,
+                incarnation,
+                dial,
+                target,
+            } => self.dial_arrives(node, incarnation, dial, target),
+            DEv::Refused {
+                node,
+                incarnation,
+                dial,
+            } => {
+                if !self.alive_as(node, incarnation)
+                    || self.nodes[node].dials.remove(&dial).is_none()
+                {
+                    return;
+                }
+                self.mix(&[3, now.as_micros(), node as u64]);
+                if let Some(d) = self.nodes[node].driver.as_mut() {
+                    d.handle_dial_failed(now, dial);
+                }
+                self.drain(node);
+            }
+            DEv::Deliver { pipe, from, bytes } => {
+                let to = 1 - from;
+                let end = self.pipes[pipe].ends[to];
+                if !end.open {
+                    self.metrics.frames_dropped += 1;
+                    return;
+                }
+                self.mix(&[4, now.as_micros(), end.node as u64, bytes.len() as u64]);
+                if self.nodes[end.node].stalled {
+                    self.pipes[pipe].dirs[from].buffered.push_back(bytes);
+                } else {
+                    self.consume(pipe, from, &bytes);
+                }
+            }
+            DEv::Written { pipe, side } => {
+                let end = self.pipes[pipe].ends[side];
+                if !end.open {
+                    return;
+                }
+                self.mix(&[5, now.as_micros(), end.node as u64]);
+                if let Some(d) = self.nodes[end.node].driver.as_mut() {
+                    d.handle_written(now, end.conn);
+                }
+                self.drain(end.node);
+            }
+            DEv::Fin { pipe, from } => {
+                let to = 1 - from;
+                let end = self.pipes[pipe].ends[to];
+                if !end.open {
+                    return;
+                }
+                if self.nodes[end.node].stalled {
+                    self.pipes[pipe].dirs[from].fin = true;
+                } else {
+                    self.disconnected(pipe, to);
+                }
+            }
+        }
+    }
+
+    fn dial_arrives(&mut self, node: usize, incarnation: u32, dial: DialId, target: usize) {
+        let now = self.now;
+        // An aborted dial, or one from a driver that has crashed since, never lands.
+        if !self.alive_as(node, incarnation) || !self.nodes[node].dials.contains_key(&dial) {
+            return;
+        }
+        self.mix(&[6, now.as_micros(), node as u64, target as u64]);
+        let remote = Some(self.nodes[node].addr.clone());
+        let accepted = self.nodes[target]
+            .driver
+            .as_mut()
+            .map(|d| d.handle_accepted(now, remote));
+        let Some(Ok(conn_t)) = accepted else {
+            // Nobody listening (crashed) or refused: the dialer learns one latency later.
+            let at = now + self.latency();
+            self.push(
+                at,
+                DEv::Refused {
+                    node,
+                    incarnation,
+                    dial,
+                },
+            );
+            self.drain(target);
+            return;
+        };
+        self.nodes[node].dials.remove(&dial);
+        let target_addr = Some(self.nodes[target].addr.clone());
+        let dialed = self.nodes[node]
+            .driver
+            .as_mut()
+            .expect("INVARIANT: alive_as checked")
+            .handle_dialed(now, dial, target_addr);
+        let pipe = self.pipes.len();
+        let end = |node, conn, open| PEnd { node, conn, open };
+        let (conn_d, open_d) = match dialed {
+            Ok(c) => (c, true),
+            Err(_) => (ConnId(0), false),
+        };
+        self.pipes.push(Pipe {
+            ends: [end(node, conn_d, open_d), end(target, conn_t, true)],
+            dirs: [PDir::default(), PDir::default()],
+        });
+        for d in &mut self.pipes[pipe].dirs {
+            d.net = Dir::idle(now);
+        }
+        self.nodes[target].conns.insert(conn_t, pipe);
+        self.metrics.connects += 1;
+        if open_d {
+            self.nodes[node].conns.insert(conn_d, pipe);
+        } else {
+            // The dialer dropped the socket: the listener sees it close.
+            let at = now + self.latency();
+            self.push(at, DEv::Fin { pipe, from: 0 });
+        }
+        self.drain(target);
+        self.drain(node);
+    }
+
+    /// The reader at `1 - from` takes `bytes` in; the writer's window reopens.
+    fn consume(&mut self, pipe: usize, from: usize, bytes: &Bytes) {
+        let to = 1 - from;
+        let end = self.pipes[pipe].ends[to];
+        let dir = &mut self.pipes[pipe].dirs[from];
+        dir.unconsumed = dir.unconsumed.saturating_sub(bytes.len());
+        if end.open {
+            self.metrics.record_receive(end.node, bytes.len());
+            if let Some(d) = self.nodes[end.node].driver.as_mut() {
+                d.handle_bytes(self.now, end.conn, bytes);
+            }
+        }
+        self.unpark(pipe, from);
+        if end.open {
+            self.drain(end.node);
+        }
+    }
+
+    /// Sends the parked write of direction `from` if the window admits it now.
+    fn unpark(&mut self, pipe: usize, from: usize) {
+        let dir = &self.pipes[pipe].dirs[from];
+        let Some(len) = dir.parked.as_ref().map(Bytes::len) else {
+            return;
+        };
+        if dir.unconsumed > 0 && dir.unconsumed + len > self.config.read_window {
+            return;
+        }
+        let bytes = self.pipes[pipe].dirs[from]
+            .parked
+            .take()
+            .expect("INVARIANT: checked above");
+        self.send(pipe, from, bytes);
+    }
+
+    /// The bytes of one write go on the wire from side `from`.
+    fn send(&mut self, pipe: usize, from: usize, bytes: Bytes) {
+        let latency = self.latency();
+        let cfg = self.config.link;
+        let dir = &mut self.pipes[pipe].dirs[from];
+        dir.unconsumed += bytes.len();
+        let (left, at) = dir.net.stream(self.now, &cfg, bytes.len(), latency);
+        self.push(left, DEv::Written { pipe, side: from });
+        self.push(at, DEv::Deliver { pipe, from, bytes });
+    }
+
+    /// The connection at `side` learns it is gone: its driver gets
+    /// `handle_disconnected` (and answers with `Close`).
+    fn disconnected(&mut self, pipe: usize, side: usize) {
+        let end = self.pipes[pipe].ends[side];
+        self.mix(&[7, self.now.as_micros(), end.node as u64]);
+        if let Some(d) = self.nodes[end.node].driver.as_mut() {
+            d.handle_disconnected(self.now, end.conn);
+        }
+        self.drain(end.node);
+        // A driver that no longer knew the connection says nothing: forget it anyway.
+        if self.pipes[pipe].ends[side].open {
+            self.nodes[end.node].conns.remove(&end.conn);
+            self.close_end(pipe, end.node, end.conn);
+        }
+    }
+
+    /// `node` is done with its end of `pipe`: the other end sees the close after the
+    /// bytes in flight.
+    fn close_end(&mut self, pipe: usize, node: usize, conn: ConnId) {
+        let side = self.pipes[pipe].side(node, conn);
+        let p = &mut self.pipes[pipe];
+        p.ends[side].open = false;
+        p.dirs[side].parked = None;
+        if p.ends[1 - side].open {
+            self.metrics.link_breaks += 1;
+            let latency = self.latency();
+            let at = self.pipes[pipe].dirs[side].net.fin(self.now, latency);
+            self.push(at, DEv::Fin { pipe, from: side });
+        }
+    }
+
+    /// Drains every output of `node`'s driver, then re-arms its timer.
+    fn drain(&mut self, node: usize) {
+        loop {
+            let Some(driver) = self.nodes[node].driver.as_mut() else {
+                return;
+            };
+            let Some(out) = driver.poll_output() else {
+                break;
+            };
+            match out {
+                Output::Write { conn, bytes } => self.write(node, conn, bytes),
+                Output::Close { conn } => {
+                    if let Some(pipe) = self.nodes[node].conns.remove(&conn) {
+                        self.mix(&[8, self.now.as_micros(), node as u64]);
+                        self.close_end(pipe, node, conn);
+                    }
+                }
+                Output::Dial { dial, addr } => self.dial(node, dial, &addr),
+                Output::AbortDial { dial } => {
+                    self.nodes[node].dials.remove(&dial);
+                }
+                Output::Emit(event) => self.on_event(node, event),
+                _ => {}
+            }
+        }
+        let n = &mut self.nodes[node];
+        let want = n.driver.as_ref().and_then(Driver::poll_timeout);
+        if want != n.timer {
+            n.timer = want;
+            if let Some(at) = want {
+                let incarnation = n.incarnation;
+                self.push(
+                    at,
+                    DEv::Timer {
+                        node,
+                        incarnation,
+                        at,
+                    },
+                );
+            }
+        }
+    }
+
+    fn write(&mut self, node: usize, conn: ConnId, bytes: Bytes) {
+        self.max_write = self.max_write.max(bytes.len());
+        for (kind, f) in split_frames(&self.observer, &bytes) {
+            self.metrics.record_send(node, kind, f.len());
+        }
+        let Some(&pipe) = self.nodes[node].conns.get(&conn) else {
+            return;
+        };
+        let side = self.pipes[pipe].side(node, conn);
+        let dir = &mut self.pipes[pipe].dirs[side];
+        if dir.unconsumed > 0 && dir.unconsumed + bytes.len() > self.config.read_window {
+            // The reader's buffers are full: the write is not acknowledged until it reads.
+            dir.parked = Some(bytes);
+            return;
+        }
+        self.send(pipe, side, bytes);
+    }
+
+    fn dial(&mut self, node: usize, dial: DialId, addr: &str) {
+        let target = self.by_addr.get(addr).copied();
+        let incarnation = self.nodes[node].incarnation;
+        self.nodes[node].dials.insert(dial, target);
+        self.dial_log.push(DialRecord {
+            at: self.now,
+            node,
+            target,
+        });
+        self.mix(&[9, self.now.as_micros(), node as u64]);
+        // An unknown or unreachable address never answers: the driver's dial timeout.
+        if let Some(t) = target.filter(|&t| self.reachable(node, t)) {
+            let at = self.now + self.latency();
+            self.push(
+                at,
+                DEv::Dial {
+                    node,
+                    incarnation,
+                    dial,
+                    target: t,
+                },
+            );
+        }
+    }
+
+    fn on_event(&mut self, node: usize, event: Event) {
+        self.metrics.record_event(node, &event);
+        let tag = match &event {
+            Event::PeerUp { .. } => 10,
+            Event::PeerDown { .. } => 11,
+            _ => 19,
+        };
+        self.mix(&[tag, self.now.as_micros(), node as u64]);
+        if self.config.record_events {
+            self.events.push(Recorded {
+                at: self.now,
+                node,
+                event,
+            });
+        }
+    }
+}
+
+impl Drop for DriverSim {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "whisper-sim (drivers): failed at virtual {:?} with WHISPER_SEED={}",
+                self.now, self.seed
+            );
+        }
+    }
+}
