@@ -1064,3 +1064,93 @@ impl Drop for DriverSim {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::net::Latency;
+
+    fn fixed(ms: u64) -> DriverSimConfig {
+        DriverSimConfig {
+            link: LinkConfig {
+                latency: Latency::Fixed(Duration::from_millis(ms)),
+                ..LinkConfig::default()
+            },
+            start_spread: Duration::ZERO,
+            ..DriverSimConfig::default()
+        }
+    }
+
+    #[test]
+    fn dial_connects_after_one_latency() {
+        let mut sim = DriverSim::new(2, &[(0, 1)], fixed(10), 1);
+        sim.run_until(Instant::from_millis(9));
+        assert_eq!(sim.connections_between(0, 1), 0);
+        sim.run_until(Instant::from_millis(10));
+        assert_eq!(sim.connections_between(0, 1), 1);
+        assert_eq!(sim.dialer_between(0, 1), Some(0));
+        // HELLOs cross one latency later.
+        sim.run_until(Instant::from_millis(20));
+        assert!(sim.connected(0, 1));
+        assert_eq!(sim.stats(0).dials, 1);
+        assert_eq!(sim.stats(1).accepted, 1);
+    }
+
+    #[test]
+    fn dial_to_a_crashed_node_is_refused_after_a_round_trip() {
+        let mut sim = DriverSim::new(2, &[(0, 1)], fixed(10), 1);
+        sim.crash(1);
+        sim.run_until(Instant::from_millis(19));
+        assert_eq!(sim.stats(0).dial_failures, 0);
+        sim.run_until(Instant::from_millis(20));
+        assert_eq!(sim.stats(0).dial_failures, 1);
+        // Then the backoff: the next dial 80–100 ms later (100 ms base, 20 % jitter).
+        sim.run_until(Instant::from_millis(130));
+        let log = sim.dial_log();
+        assert_eq!(log.len(), 2);
+        let gap = log[1].at.saturating_duration_since(log[0].at);
+        assert!(gap >= Duration::from_millis(80 + 20) && gap <= Duration::from_millis(100 + 20));
+    }
+
+    #[test]
+    fn dial_to_an_unknown_address_times_out() {
+        let mut sim = DriverSim::new(1, &[], fixed(10), 1);
+        sim.with_driver(0, |d, now| d.add_peer(now, "n9:7000"));
+        let timeout = sim.config().driver.dial_timeout;
+        sim.run_until(Instant::ZERO + timeout - Duration::from_millis(1));
+        assert_eq!(sim.stats(0).dial_failures, 0);
+        sim.run_until(Instant::ZERO + timeout);
+        assert_eq!(sim.stats(0).dial_failures, 1);
+        assert_eq!(sim.dial_log()[0].target, None);
+    }
+
+    #[test]
+    fn a_stalled_reader_holds_at_most_its_window() {
+        let mut config = fixed(10);
+        config.setup = Some(crate::sim::scenario::driver::setup_kv);
+        config.read_window = 16 << 10;
+        let mut sim = DriverSim::new(2, &[(0, 1)], config, 1);
+        sim.run_until(Instant::from_secs(1));
+        assert!(sim.connected(0, 1));
+        sim.stall_reads(1);
+        for k in 0..40u32 {
+            let key = format!("k{k}");
+            sim.with_driver(0, |d, now| d.put(now, "kv", key.as_bytes(), &[7; 2048]))
+                .expect("live")
+                .expect("put");
+            sim.run_for(Duration::from_millis(5));
+            let bound = sim.config().read_window + sim.max_write();
+            assert!(sim.unconsumed_toward(1) <= bound);
+        }
+        assert!(sim.unconsumed_toward(1) >= 16 << 10);
+        sim.resume_reads(1);
+        sim.run_for(Duration::from_secs(1));
+        assert_eq!(sim.unconsumed_toward(1), 0);
+        let store = |n: usize| {
+            sim.driver(n)
+                .and_then(|d| d.engine().mem_store("kv"))
+                .map(|s| s.len())
+        };
+        assert_eq!(store(1), Some(40));
+    }
+}
