@@ -1,11 +1,10 @@
 //! whisper driven by a blocking mio event loop.
 //!
 //! A thin adapter: [`Node::run`] blocks in `poll` with the driver's deadline as the
-//! timeout, and moves bytes between non-blocking sockets and one
-//! [`whisper_proto::driver::Driver`] (the engine plus the shared adapter logic:
-//! reconnects, the dial tie-break, bounded coalesced write queues). Other threads talk
-//! to it through a [`Handle`]: commands go over a bounded std channel and a
-//! [`mio::Waker`] interrupts the poll.
+//! timeout and moves bytes between non-blocking sockets and the shared node core
+//! ([`whisper_proto::runtime::NodeCore`]: the driver, event fan-out, query replies,
+//! persistence). Other threads use the same typed [`Handle`] as the async adapters, and
+//! [`Call::wait`] for each answer; a [`mio::Waker`] interrupts the poll for each command.
 //!
 //! ```no_run
 //! # fn demo() -> Result<(), whisper_mio::HandleError> {
@@ -14,13 +13,12 @@
 //! let (handle, thread) = Builder::new(NodeId::from_static("alice"))
 //!     .listen("127.0.0.1:7000".parse().unwrap())
 //!     .peer("127.0.0.1:7001")
-//!     .frame_kind(0x5801, 64 * 1024)
 //!     .spawn()?;
-//! let events = handle.events();
-//! while let Ok(event) = events.recv() {
+//! let mut events = handle.events();
+//! while let Some(event) = events.next_blocking() {
 //!     println!("{event:?}");
 //! }
-//! handle.shutdown();
+//! handle.shutdown().wait()?;
 //! thread.join().unwrap()?;
 //! # Ok(()) }
 //! ```
@@ -38,29 +36,30 @@
 //!
 //! # Deadlock
 //!
-//! Handle methods block until the loop answers: never call them from inside a closure
-//! given to [`Handle::with_engine`] or [`Handle::with_driver`] (that runs on the loop).
+//! Handle calls block until the loop answers: never `wait` for one from inside a
+//! closure given to [`Handle::with_engine`] or [`Handle::with_driver`] (that runs on the
+//! loop). Streams other than mio's TCP ([`Handle::add_stream`]) are refused.
 
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::net::{Shutdown, ToSocketAddrs};
+use std::sync::Arc;
 use std::thread;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use whisper_proto::driver::{Clock, DialId, Driver, NodeSpec, Output, Subscribers};
+use whisper_proto::driver::{DialId, Output};
+use whisper_proto::runtime::{Command, NodeCore, NodeParts, Start};
 use whisper_proto::util::targets::ADAPTER;
 
 pub use whisper_proto;
 pub use whisper_proto::driver::{
     DriverConfig, DriverStats, HandleError, NodeSnapshot, PeerAddr, PeerInfo, PeerSlot,
-    QueryOutcome,
 };
 pub use whisper_proto::rumor::RumorId;
+pub use whisper_proto::runtime::{Call, EventStream, Handle, QueryOutcome};
 pub use whisper_proto::topic::{QueryId, QueryReply, TopicConfig, TopicMode};
 pub use whisper_proto::{
     Bytes, Config, ConnId, Engine, EngineStats, Event, Identity, Instant, NodeId, Role,
@@ -75,84 +74,20 @@ pub const COMMANDS_PER_TURN: usize = 64;
 const WAKER: Token = Token(0);
 const LISTENER: Token = Token(1);
 
-/// Configures a node.
-pub struct Builder {
-    spec: NodeSpec,
-}
+/// Configures a node: [`Node::build`] it to run the loop on a thread of your own, or
+/// `.spawn()?` it on a new thread.
+pub type Builder = whisper_proto::runtime::Builder<Mio>;
 
-impl std::fmt::Debug for Builder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Builder")
-            .field("spec", &self.spec)
-            .finish_non_exhaustive()
-    }
-}
+/// The mio adapter, as named in [`Builder`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Mio;
 
-impl Builder {
-    /// A node with id `id`, the default [`Config`] and [`DriverConfig`], seed 0, no
-    /// listener and no peers.
-    pub fn new(id: NodeId) -> Self {
-        Self {
-            spec: NodeSpec::new(id),
-        }
-    }
+impl Start for Mio {
+    type Started = Result<(Handle, thread::JoinHandle<io::Result<()>>), HandleError>;
 
-    whisper_proto::node_builder_setters!();
-
-    /// Binds the listener and builds the loop; run it with [`Node::run`]. Subscribe
-    /// with [`Handle::events`] before running it to miss no event.
-    pub fn build(self) -> Result<(Node, Handle), HandleError> {
-        let clock = Clock::new();
-        let now = clock.now();
-        let (driver, listen, settings) = self.spec.into_driver(now)?;
-        let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let (listener, local_addr) = match listen {
-            Some(addr) => {
-                let mut listener = TcpListener::bind(addr)?;
-                poll.registry()
-                    .register(&mut listener, LISTENER, Interest::READABLE)?;
-                let local = listener.local_addr()?;
-                (Some(listener), Some(local))
-            }
-            None => (None, None),
-        };
-        let (cmd_tx, cmd_rx) = mpsc::sync_channel(settings.command_capacity.max(1));
-        let subscribers = Subscribers::new();
-        let done = Arc::new(Done::default());
-        let node = Node {
-            driver,
-            clock,
-            poll,
-            listener,
-            conns: HashMap::new(),
-            tokens: HashMap::new(),
-            dials: HashMap::new(),
-            next_token: 2,
-            cmd_rx,
-            commands_open: true,
-            backlog: Vec::new(),
-            more_commands: false,
-            subscribers: subscribers.clone(),
-            buf: vec![0; settings.read_buffer.max(1)],
-            done: Arc::clone(&done),
-        };
-        let handle = Handle {
-            inner: Arc::new(Inner {
-                cmd: Some(cmd_tx),
-                waker,
-                subscribers,
-                event_capacity: settings.event_capacity,
-                local_addr,
-                done,
-            }),
-        };
-        Ok((node, handle))
-    }
-
-    /// [`Builder::build`], then [`Node::run`] on a new thread.
-    pub fn spawn(self) -> Result<(Handle, thread::JoinHandle<io::Result<()>>), HandleError> {
-        let (node, handle) = self.build()?;
+    /// Builds the loop and runs it on a new thread.
+    fn start(self, node: NodeParts) -> Self::Started {
+        let (node, handle) = Node::from_parts(node)?;
         let thread = thread::Builder::new()
             .name("whisper-mio".into())
             .spawn(move || node.run())?;
@@ -160,190 +95,30 @@ impl Builder {
     }
 }
 
-/// A cloneable handle to a node, usable from any thread. Dropping the last one shuts
-/// the node down gracefully.
-#[derive(Clone, Debug)]
-pub struct Handle {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    /// `None` only while dropping.
-    cmd: Option<SyncSender<Command>>,
-    waker: Arc<Waker>,
-    subscribers: Subscribers<SyncSender<Event>>,
-    event_capacity: usize,
-    local_addr: Option<SocketAddr>,
-    done: Arc<Done>,
-}
-
-impl std::fmt::Debug for Inner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Handle")
-            .field("local_addr", &self.local_addr)
-            .field("stopped", &self.done.is_done())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // Disconnect first, then wake the loop so that it notices.
-        drop(self.cmd.take());
-        let _ = self.waker.wake();
-    }
-}
-
-impl Handle {
-    /// The address the listener is bound to, if any.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.inner.local_addr
-    }
-
-    /// Whether the node has stopped.
-    pub fn is_stopped(&self) -> bool {
-        self.inner.done.is_done()
-    }
-
-    /// A new subscription to every event from now on; disconnects when the node stops.
-    pub fn events(&self) -> Receiver<Event> {
-        let (tx, rx) = mpsc::sync_channel(self.inner.event_capacity.max(1));
-        self.inner.subscribers.add(tx);
-        rx
-    }
-
-    /// Runs `f` on the engine inside the loop, then drains its actions: the escape hatch
-    /// for any engine command. Blocks until it ran (and while the command channel is
-    /// full).
-    ///
-    /// Use it for commands only; transport inputs (`handle_*`) belong to the adapter.
-    pub fn with_engine<R, F>(&self, f: F) -> Result<R, HandleError>
-    where
-        F: FnOnce(&mut Engine, Instant) -> R + Send + 'static,
-        R: Send + 'static,
-    {
-        self.with_driver(move |d, now| f(d.engine_mut(), now))
-    }
-
-    /// Runs `f` on the driver inside the loop, then drains its outputs.
-    pub fn with_driver<R, F>(&self, f: F) -> Result<R, HandleError>
-    where
-        F: FnOnce(&mut Driver, Instant) -> R + Send + 'static,
-        R: Send + 'static,
-    {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.send(Command::Run(Box::new(move |d, now| {
-            let _ = tx.send(f(d, now));
-        })))?;
-        rx.recv().map_err(|_| HandleError::Stopped)
-    }
-
-    /// Like [`Handle::with_engine`], but fails with [`HandleError::Full`] instead of
-    /// blocking when the command channel is full (it still waits for the answer).
-    pub fn try_with_engine<R, F>(&self, f: F) -> Result<R, HandleError>
-    where
-        F: FnOnce(&mut Engine, Instant) -> R + Send + 'static,
-        R: Send + 'static,
-    {
-        let (tx, rx) = mpsc::sync_channel(1);
-        let cmd = Command::Run(Box::new(move |d, now| {
-            let _ = tx.send(f(d.engine_mut(), now));
-        }));
-        let sender = self.inner.cmd.as_ref().ok_or(HandleError::Stopped)?;
-        match sender.try_send(cmd) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(HandleError::Full),
-            Err(TrySendError::Disconnected(_)) => return Err(HandleError::Stopped),
-        }
-        self.inner.waker.wake()?;
-        rx.recv().map_err(|_| HandleError::Stopped)
-    }
-
-    whisper_proto::node_handle_methods!(blocking);
-
-    /// Subscribes to a BroadcastOnly topic: a channel of its [`Event::Message`]s only.
-    pub fn subscribe(&self, topic: impl Into<String>) -> Result<Receiver<Event>, HandleError> {
-        let topic = topic.into();
-        let (tx, rx) = mpsc::sync_channel(self.inner.event_capacity.max(1));
-        let subscribers = self.inner.subscribers.clone();
-        self.with_driver(move |d, _| {
-            d.subscribe(&topic)?;
-            subscribers.add_topic(tx, topic);
-            Ok::<_, HandleError>(())
-        })??;
-        Ok(rx)
-    }
-
-    /// Queries a RequestResponse topic and blocks for the replies, at most `timeout`
-    /// (plus a short grace for the loop to report): [`HandleError::TimedOut`] after.
-    pub fn query(
-        &self,
-        topic: impl Into<String>,
-        payload: impl Into<Bytes>,
-        timeout: std::time::Duration,
-    ) -> Result<QueryOutcome, HandleError> {
-        let (topic, payload) = (topic.into(), payload.into());
-        let (tx, rx) = mpsc::sync_channel(1);
-        let reply = Box::new(move |outcome| {
-            let _ = tx.try_send(outcome);
-        });
-        self.with_driver(move |d, now| d.query(now, &topic, payload, timeout, reply))??;
-        match rx.recv_timeout(timeout + std::time::Duration::from_secs(1)) {
-            Ok(outcome) => Ok(outcome),
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(HandleError::TimedOut),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(HandleError::Stopped),
-        }
-    }
-
-    /// Shuts the node down gracefully (flush queued writes, close every connection, run
-    /// the shutdown hook) and blocks until [`Node::run`] has returned. Idempotent.
-    pub fn shutdown(&self) {
-        let _ = self.send(Command::Shutdown);
-        self.inner.done.wait();
-    }
-
-    fn send(&self, cmd: Command) -> Result<(), HandleError> {
-        let sender = self.inner.cmd.as_ref().ok_or(HandleError::Stopped)?;
-        sender.send(cmd).map_err(|_| HandleError::Stopped)?;
-        self.inner.waker.wake()?;
-        Ok(())
-    }
-}
-
 /// The event loop. Run it with [`Node::run`] on a thread of its own.
 pub struct Node {
-    driver: Driver,
-    clock: Clock,
+    core: NodeCore,
     poll: Poll,
     listener: Option<TcpListener>,
     conns: HashMap<ConnId, Conn>,
     tokens: HashMap<Token, Source>,
     dials: HashMap<DialId, (Token, TcpStream)>,
     next_token: usize,
-    cmd_rx: Receiver<Command>,
+    cmd_rx: async_channel::Receiver<Command>,
     commands_open: bool,
     /// Connections left readable after [`READS_PER_EVENT`] reads.
     backlog: Vec<ConnId>,
     more_commands: bool,
-    subscribers: Subscribers<SyncSender<Event>>,
     buf: Vec<u8>,
-    done: Arc<Done>,
 }
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
-            .field("driver", &self.driver)
+            .field("core", &self.core)
             .field("conns", &self.conns.len())
             .finish_non_exhaustive()
     }
-}
-
-type RunFn = Box<dyn FnOnce(&mut Driver, Instant) + Send>;
-
-enum Command {
-    Run(RunFn),
-    Shutdown,
 }
 
 #[derive(Clone, Copy)]
@@ -359,53 +134,65 @@ struct Conn {
     pending: Option<(Bytes, usize)>,
 }
 
-#[derive(Default)]
-struct Done {
-    flag: Mutex<bool>,
-    cond: Condvar,
-}
-
-impl Done {
-    fn set(&self) {
-        *self.flag.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        self.cond.notify_all();
-    }
-
-    fn is_done(&self) -> bool {
-        *self.flag.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn wait(&self) {
-        let mut done = self.flag.lock().unwrap_or_else(PoisonError::into_inner);
-        while !*done {
-            done = self.cond.wait(done).unwrap_or_else(PoisonError::into_inner);
-        }
-    }
-}
-
-/// Marks the node stopped however `run` ends.
-struct DoneGuard(Arc<Done>);
-
-impl Drop for DoneGuard {
-    fn drop(&mut self) {
-        self.0.set();
-    }
-}
-
 impl Node {
+    /// Binds the listener and builds the loop; run it with [`Node::run`]. Subscribe
+    /// with [`Builder::events`] before to miss no event.
+    ///
+    /// # Errors
+    /// What [`NodeCore::new`] refuses, or the listener's bind error.
+    pub fn build(builder: Builder) -> Result<(Self, Handle), HandleError> {
+        Self::from_parts(builder.into_parts())
+    }
+
+    fn from_parts(parts: NodeParts) -> Result<(Self, Handle), HandleError> {
+        let mut core = NodeCore::new(parts)?;
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (listener, local_addr) = match core.listen_addr() {
+            Some(addr) => {
+                let mut listener = TcpListener::bind(addr)?;
+                poll.registry()
+                    .register(&mut listener, LISTENER, Interest::READABLE)?;
+                let local = listener.local_addr()?;
+                (Some(listener), Some(local))
+            }
+            None => (None, None),
+        };
+        let wake = Arc::new(move || {
+            let _ = waker.wake();
+        });
+        let (handle, cmd_rx) = core.handle(local_addr, Some(wake));
+        let read_buffer = core.driver().config().read_buffer.max(1);
+        let node = Self {
+            core,
+            poll,
+            listener,
+            conns: HashMap::new(),
+            tokens: HashMap::new(),
+            dials: HashMap::new(),
+            next_token: 2,
+            cmd_rx,
+            commands_open: true,
+            backlog: Vec::new(),
+            more_commands: false,
+            buf: vec![0; read_buffer],
+        };
+        Ok((node, handle))
+    }
+
     /// Runs the loop until a graceful shutdown completes ([`Handle::shutdown`], or every
     /// handle dropped). Errors only if polling itself fails.
     pub fn run(mut self) -> io::Result<()> {
-        let _done = DoneGuard(Arc::clone(&self.done));
         let mut events = Events::with_capacity(256);
         loop {
             self.drain();
-            if self.driver.is_finished() {
+            if self.core.driver().is_finished() {
                 break;
             }
-            let now = self.clock.now();
+            let now = self.core.now();
             let timeout = if self.backlog.is_empty() && !self.more_commands {
-                self.driver.poll_timeout().map(|t| self.clock.until(now, t))
+                let deadline = self.core.driver().poll_timeout();
+                deadline.map(|t| self.core.clock().until(now, t))
             } else {
                 Some(std::time::Duration::ZERO)
             };
@@ -425,24 +212,21 @@ impl Node {
                 self.read(conn);
             }
             self.commands();
-            let now = self.clock.now();
-            if self.driver.poll_timeout().is_some_and(|t| t <= now) {
-                self.driver.handle_timeout(now);
+            let now = self.core.now();
+            if self.core.driver().poll_timeout().is_some_and(|t| t <= now) {
+                self.core.driver().handle_timeout(now);
             }
         }
         for (_, (token, mut stream)) in self.dials.drain() {
             let _ = self.poll.registry().deregister(&mut stream);
             self.tokens.remove(&token);
         }
-        let now = self.clock.now();
-        self.driver.finish(now);
-        self.subscribers.clear();
-        tracing::debug!(target: ADAPTER, "stopped");
+        self.core.finish();
         Ok(())
     }
 
     fn drain(&mut self) {
-        while let Some(out) = self.driver.poll_output() {
+        while let Some(out) = self.core.poll_output() {
             match out {
                 Output::Write { conn, bytes } => {
                     if let Some(c) = self.conns.get_mut(&conn) {
@@ -457,7 +241,6 @@ impl Node {
                         self.tokens.remove(&c.token);
                     }
                 }
-                Output::Emit(event) => self.subscribers.deliver(&event),
                 Output::Dial { dial, addr } => self.dial(dial, &addr),
                 Output::AbortDial { dial } => {
                     if let Some((token, mut stream)) = self.dials.remove(&dial) {
@@ -478,15 +261,22 @@ impl Node {
             return;
         }
         for _ in 0..COMMANDS_PER_TURN {
-            let now = self.clock.now();
             match self.cmd_rx.try_recv() {
-                Ok(Command::Run(f)) => f(&mut self.driver, now),
-                Ok(Command::Shutdown) => self.driver.shutdown(now),
-                Err(TryRecvError::Empty) => return,
-                Err(TryRecvError::Disconnected) => {
+                Ok(cmd) => {
+                    if let Some(Command::AddStream { reply, .. }) = self.core.command(cmd) {
+                        let refused = io::Error::new(
+                            io::ErrorKind::Unsupported,
+                            "the mio adapter takes TCP connections only",
+                        );
+                        let _ = reply.try_send(Err(refused.into()));
+                    }
+                }
+                Err(async_channel::TryRecvError::Empty) => return,
+                Err(async_channel::TryRecvError::Closed) => {
                     // Every handle is gone: nobody can use the node any more.
                     self.commands_open = false;
-                    self.driver.shutdown(now);
+                    let now = self.core.now();
+                    self.core.driver().shutdown(now);
                     return;
                 }
             }
@@ -508,8 +298,12 @@ impl Node {
             };
             match listener.accept() {
                 Ok((stream, remote)) => {
-                    let now = self.clock.now();
-                    match self.driver.handle_accepted(now, Some(remote.to_string())) {
+                    let now = self.core.now();
+                    match self
+                        .core
+                        .driver()
+                        .handle_accepted(now, Some(remote.to_string()))
+                    {
                         Ok(conn) => self.add_conn(conn, stream, None),
                         Err(error) => tracing::debug!(target: ADAPTER, %remote, %error, "refused"),
                     }
@@ -541,7 +335,8 @@ impl Node {
             Ok(token) => token,
             Err(error) => {
                 tracing::warn!(target: ADAPTER, %conn, %error, "register failed");
-                self.driver.handle_disconnected(self.clock.now(), conn);
+                let now = self.core.now();
+                self.core.driver().handle_disconnected(now, conn);
                 return;
             }
         };
@@ -559,7 +354,7 @@ impl Node {
     }
 
     fn dial(&mut self, dial: DialId, addr: &str) {
-        let now = self.clock.now();
+        let now = self.core.now();
         let resolved = addr
             .to_socket_addrs()
             .and_then(|mut addrs| addrs.next().ok_or_else(|| io::ErrorKind::NotFound.into()));
@@ -580,7 +375,7 @@ impl Node {
             }
             Err(error) => {
                 tracing::debug!(target: ADAPTER, addr, %error, "dial failed");
-                self.driver.handle_dial_failed(now, dial);
+                self.core.driver().handle_dial_failed(now, dial);
             }
         }
     }
@@ -602,7 +397,7 @@ impl Node {
 
     /// A dialing socket became ready: connected, failed, or (spuriously) neither yet.
     fn connected(&mut self, dial: DialId) {
-        let now = self.clock.now();
+        let now = self.core.now();
         let Some((_, stream)) = self.dials.get(&dial) else {
             return;
         };
@@ -618,21 +413,24 @@ impl Node {
             return;
         };
         match outcome {
-            Ok(remote) => match self
-                .driver
-                .handle_dialed(now, dial, Some(remote.to_string()))
-            {
-                Ok(conn) => self.add_conn(conn, stream, Some(token)),
-                Err(_) => {
-                    let _ = self.poll.registry().deregister(&mut stream);
-                    self.tokens.remove(&token);
+            Ok(remote) => {
+                match self
+                    .core
+                    .driver()
+                    .handle_dialed(now, dial, Some(remote.to_string()))
+                {
+                    Ok(conn) => self.add_conn(conn, stream, Some(token)),
+                    Err(_) => {
+                        let _ = self.poll.registry().deregister(&mut stream);
+                        self.tokens.remove(&token);
+                    }
                 }
-            },
+            }
             Err(error) => {
                 tracing::debug!(target: ADAPTER, ?dial, %error, "dial failed");
                 let _ = self.poll.registry().deregister(&mut stream);
                 self.tokens.remove(&token);
-                self.driver.handle_dial_failed(now, dial);
+                self.core.driver().handle_dial_failed(now, dial);
             }
         }
     }
@@ -644,17 +442,19 @@ impl Node {
             };
             match c.stream.read(&mut self.buf) {
                 Ok(0) => {
-                    self.driver.handle_disconnected(self.clock.now(), conn);
+                    let now = self.core.now();
+                    self.core.driver().handle_disconnected(now, conn);
                     return;
                 }
                 Ok(n) => {
-                    let now = self.clock.now();
-                    self.driver.handle_bytes(now, conn, &self.buf[..n]);
+                    let now = self.core.now();
+                    self.core.driver().handle_bytes(now, conn, &self.buf[..n]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    self.driver.handle_disconnected(self.clock.now(), conn);
+                    let now = self.core.now();
+                    self.core.driver().handle_disconnected(now, conn);
                     return;
                 }
             }
@@ -670,14 +470,16 @@ impl Node {
             match c.stream.write(&bytes[*off..]) {
                 Ok(0) => {
                     c.pending = None;
-                    self.driver.handle_disconnected(self.clock.now(), conn);
+                    let now = self.core.now();
+                    self.core.driver().handle_disconnected(now, conn);
                     return;
                 }
                 Ok(n) => {
                     *off += n;
                     if *off == bytes.len() {
                         c.pending = None;
-                        self.driver.handle_written(self.clock.now(), conn);
+                        let now = self.core.now();
+                        self.core.driver().handle_written(now, conn);
                         return;
                     }
                 }
@@ -685,7 +487,8 @@ impl Node {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
                     c.pending = None;
-                    self.driver.handle_disconnected(self.clock.now(), conn);
+                    let now = self.core.now();
+                    self.core.driver().handle_disconnected(now, conn);
                     return;
                 }
             }

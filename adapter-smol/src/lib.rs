@@ -1,9 +1,8 @@
 //! whisper driven by smol (and async-io).
 //!
-//! A thin adapter: it owns sockets, tasks, one timer and a command channel, and drives
-//! one [`whisper_proto::driver::Driver`] (the engine plus the shared adapter logic:
-//! reconnects, the dial tie-break, bounded coalesced write queues). It has no protocol
-//! logic of its own. Tasks run on smol's global executor.
+//! A thin adapter: [`Smol`] implements the core's [`Runtime`] (spawn on smol's global
+//! executor, async-io timers, smol's TCP) and the shared driver task
+//! ([`whisper_proto::runtime::drive`]) does the rest. No protocol logic lives here.
 //!
 //! ```no_run
 //! # fn demo() -> Result<(), whisper_smol::HandleError> {
@@ -13,27 +12,16 @@
 //!     let node = Builder::new(NodeId::from_static("alice"))
 //!         .listen("127.0.0.1:7000".parse().unwrap())
 //!         .peer("127.0.0.1:7001")
-//!         .frame_kind(0x5801, 64 * 1024)
 //!         .spawn()
 //!         .await?;
 //!     let mut events = node.events();
 //!     while let Some(event) = events.next().await {
 //!         println!("{event:?}");
 //!     }
-//!     node.shutdown().await;
-//!     Ok(())
+//!     node.shutdown().await
 //! })
 //! # }
 //! ```
-//!
-//! # Tasks
-//!
-//! One driver task owns the [`Driver`]; it races an internal channel fed by the
-//! connection tasks, the command channel fed by [`Handle`]s, and a single
-//! [`async_io::Timer`] re-armed only when the driver's deadline changes. Each
-//! connection has a reader task (a full internal channel pauses reading: TCP
-//! backpressure) and a writer task (one coalesced buffer at a time). A listener task
-//! accepts; a task per dial connects.
 //!
 //! # Bounds
 //!
@@ -45,615 +33,73 @@
 
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use async_io::Timer;
-use futures_lite::future;
-use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use smol::Task as SmolTask;
-use smol::channel::{self, Receiver, Sender, TrySendError};
 use smol::net::{TcpListener, TcpStream};
-use whisper_proto::driver::{
-    Clock, DialId, Driver, EventSink, NodeSpec, Offer, OpenError, Output, Subscribers,
-};
-use whisper_proto::util::targets::ADAPTER;
+use whisper_proto::runtime::{BoxFuture, NodeParts, Runtime, Start, drive};
 
 pub use whisper_proto;
 pub use whisper_proto::driver::{
     DriverConfig, DriverStats, HandleError, NodeSnapshot, PeerAddr, PeerInfo, PeerSlot,
-    QueryOutcome,
 };
 pub use whisper_proto::rumor::RumorId;
+pub use whisper_proto::runtime::{Call, EventStream, Handle, QueryOutcome};
 pub use whisper_proto::topic::{QueryId, QueryReply, TopicConfig, TopicMode};
 pub use whisper_proto::{
     Bytes, Config, ConnId, Engine, EngineStats, Event, Identity, Instant, NodeId, Role,
 };
 pub use whisper_proto::{MemStore, StateStore};
 
-/// Configures and starts a node.
-pub struct Builder {
-    spec: NodeSpec,
-    subscribers: Subscribers<EventSender>,
-}
+/// Configures and starts a node on smol's global executor: `.spawn().await?`.
+pub type Builder = whisper_proto::runtime::Builder<Smol>;
 
-impl std::fmt::Debug for Builder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Builder")
-            .field("spec", &self.spec)
-            .finish_non_exhaustive()
+/// The smol [`Runtime`]: smol's global executor, async-io timers and TCP.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Smol;
+
+impl Start for Smol {
+    type Started = BoxFuture<'static, Result<Handle, HandleError>>;
+
+    /// Binds the listener and spawns the driver task.
+    fn start(self, node: NodeParts) -> Self::Started {
+        Box::pin(drive(self, node))
     }
 }
 
-impl Builder {
-    /// A node with id `id`, the default [`Config`] and [`DriverConfig`], seed 0, no
-    /// listener and no peers.
-    pub fn new(id: NodeId) -> Self {
-        Self {
-            spec: NodeSpec::new(id),
-            subscribers: Subscribers::new(),
-        }
+impl Runtime for Smol {
+    type Tcp = TcpStream;
+    type Listener = TcpListener;
+
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        smol::spawn(task).detach();
     }
 
-    whisper_proto::node_builder_setters!();
-
-    /// Subscribes to events before the node starts, so none is missed.
-    pub fn events(&self) -> EventStream {
-        subscribe(&self.subscribers, self.spec.driver.event_capacity)
-    }
-
-    /// Binds the listener and spawns the driver task on smol's global executor.
-    pub async fn spawn(self) -> Result<Handle, HandleError> {
-        let clock = Clock::new();
-        let now = clock.now();
-        let (driver, listen, settings) = self.spec.into_driver(now)?;
-        let (io_tx, io_rx) = channel::bounded(settings.input_capacity.max(1));
-        let (cmd_tx, cmd_rx) = channel::bounded(settings.command_capacity.max(1));
-        let (done_tx, done_rx) = channel::bounded(1);
-        let (listener, local_addr) = match listen {
-            Some(addr) => {
-                let listener = TcpListener::bind(addr).await?;
-                let local = listener.local_addr()?;
-                tracing::debug!(target: ADAPTER, %local, "listening");
-                (
-                    Some(smol::spawn(accept_loop(listener, io_tx.clone()))),
-                    Some(local),
-                )
-            }
-            None => (None, None),
-        };
-        let task = Task {
-            driver,
-            clock,
-            io_tx,
-            conns: HashMap::new(),
-            dials: HashMap::new(),
-            listener,
-            subscribers: self.subscribers.clone(),
-            read_buffer: settings.read_buffer.max(1),
-            linger: settings.close_linger,
-            _done: done_tx,
-        };
-        smol::spawn(task.run(cmd_rx, io_rx)).detach();
-        Ok(Handle {
-            cmd: cmd_tx,
-            subscribers: self.subscribers,
-            event_capacity: settings.event_capacity,
-            local_addr,
-            done: done_rx,
+    fn sleep_until(&self, deadline: std::time::Instant) -> BoxFuture<'static, ()> {
+        let timer = async_io::Timer::at(deadline);
+        Box::pin(async move {
+            timer.await;
         })
     }
-}
 
-/// A cloneable handle to a running node. Dropping the last one shuts the node down
-/// gracefully.
-#[derive(Clone)]
-pub struct Handle {
-    cmd: Sender<Command>,
-    subscribers: Subscribers<EventSender>,
-    event_capacity: usize,
-    local_addr: Option<SocketAddr>,
-    done: Receiver<()>,
-}
-
-impl std::fmt::Debug for Handle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Handle")
-            .field("local_addr", &self.local_addr)
-            .field("stopped", &self.is_stopped())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Handle {
-    /// The address the listener is bound to, if any.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.local_addr
+    fn connect(&self, addr: String) -> BoxFuture<'static, io::Result<TcpStream>> {
+        Box::pin(async move { TcpStream::connect(addr.as_str()).await })
     }
 
-    /// Whether the node has stopped.
-    pub fn is_stopped(&self) -> bool {
-        self.done.is_closed()
+    fn bind(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<TcpListener>> {
+        Box::pin(TcpListener::bind(addr))
     }
 
-    /// A new subscription to every event from now on. Ends when the node stops.
-    pub fn events(&self) -> EventStream {
-        subscribe(&self.subscribers, self.event_capacity)
+    fn accept<'a>(&self, listener: &'a TcpListener) -> BoxFuture<'a, io::Result<TcpStream>> {
+        Box::pin(async move { listener.accept().await.map(|(tcp, _)| tcp) })
     }
 
-    /// Runs `f` on the engine inside the driver task, then drains its actions: the
-    /// escape hatch for any engine command. Waits while the command channel is full.
-    ///
-    /// Use it for commands only; transport inputs (`handle_*`) belong to the adapter.
-    pub async fn with_engine<R, F>(&self, f: F) -> Result<R, HandleError>
-    where
-        F: FnOnce(&mut Engine, Instant) -> R + Send + 'static,
-        R: Send + 'static,
-    {
-        self.with_driver(move |d, now| f(d.engine_mut(), now)).await
+    fn local_addr(listener: &TcpListener) -> io::Result<SocketAddr> {
+        listener.local_addr()
     }
 
-    /// Runs `f` on the driver inside the driver task, then drains its outputs.
-    pub async fn with_driver<R, F>(&self, f: F) -> Result<R, HandleError>
-    where
-        F: FnOnce(&mut Driver, Instant) -> R + Send + 'static,
-        R: Send + 'static,
-    {
-        let (tx, rx) = channel::bounded(1);
-        let run: RunFn = Box::new(move |d, now| {
-            let _ = tx.try_send(f(d, now));
-        });
-        self.cmd
-            .send(Command::Run(run))
-            .await
-            .map_err(|_| HandleError::Stopped)?;
-        rx.recv().await.map_err(|_| HandleError::Stopped)
-    }
-
-    whisper_proto::node_handle_methods!(async);
-
-    /// Subscribes to a BroadcastOnly topic: a stream of its [`Event::Message`]s only.
-    pub async fn subscribe(&self, topic: impl Into<String>) -> Result<EventStream, HandleError> {
-        let topic = topic.into();
-        let (tx, rx) = channel::bounded(self.event_capacity.max(1));
-        let subscribers = self.subscribers.clone();
-        self.with_driver(move |d, _| {
-            d.subscribe(&topic)?;
-            subscribers.add_topic(EventSender(tx), topic);
-            Ok::<_, HandleError>(())
-        })
-        .await??;
-        Ok(EventStream { rx: Box::pin(rx) })
-    }
-
-    /// Queries a RequestResponse topic and waits for the replies (all asked peers, or
-    /// those that answered within `timeout`).
-    pub async fn query(
-        &self,
-        topic: impl Into<String>,
-        payload: impl Into<Bytes>,
-        timeout: std::time::Duration,
-    ) -> Result<QueryOutcome, HandleError> {
-        let (topic, payload) = (topic.into(), payload.into());
-        let (tx, rx) = channel::bounded(1);
-        let reply = Box::new(move |outcome| {
-            let _ = tx.try_send(outcome);
-        });
-        self.with_driver(move |d, now| d.query(now, &topic, payload, timeout, reply))
-            .await??;
-        rx.recv().await.map_err(|_| HandleError::Stopped)
-    }
-
-    /// Hands the node an established stream (TLS, QUIC, an in-memory pipe) with the
-    /// given role and identity.
-    pub async fn add_stream<S>(
-        &self,
-        stream: S,
-        role: Role,
-        identity: Identity,
-    ) -> Result<ConnId, HandleError>
-    where
-        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    {
-        let (tx, rx) = channel::bounded(1);
-        self.cmd
-            .send(Command::AddStream(Box::new(stream), role, identity, tx))
-            .await
-            .map_err(|_| HandleError::Stopped)?;
-        Ok(rx.recv().await.map_err(|_| HandleError::Stopped)??)
-    }
-
-    /// Shuts the node down gracefully (flush queued writes, close every connection, run
-    /// the shutdown hook) and waits until it has stopped. Idempotent.
-    pub async fn shutdown(&self) {
-        let _ = self.cmd.send(Command::Shutdown).await;
-        // The driver task drops the only sender when it stops.
-        let _ = self.done.recv().await;
-    }
-}
-
-/// A subscription to a node's events: a [`futures_lite::Stream`] of [`Event`]s. Ends
-/// when the node stops.
-#[derive(Debug)]
-pub struct EventStream {
-    rx: Pin<Box<Receiver<Event>>>,
-}
-
-impl EventStream {
-    /// The next event, or `None` once the node has stopped.
-    pub async fn next(&mut self) -> Option<Event> {
-        self.rx.recv().await.ok()
-    }
-
-    /// The next event if one is waiting.
-    pub fn try_next(&mut self) -> Option<Event> {
-        self.rx.try_recv().ok()
-    }
-}
-
-impl futures_lite::Stream for EventStream {
-    type Item = Event;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        self.rx.as_mut().poll_next(cx)
-    }
-}
-
-// ---- internals --------------------------------------------------------------------------
-
-struct EventSender(Sender<Event>);
-
-impl EventSink for EventSender {
-    fn offer(&mut self, event: &Event) -> Offer {
-        match self.0.try_send(event.clone()) {
-            Ok(()) => Offer::Accepted,
-            Err(TrySendError::Full(_)) => Offer::Full,
-            Err(TrySendError::Closed(_)) => Offer::Closed,
-        }
-    }
-}
-
-fn subscribe(subscribers: &Subscribers<EventSender>, capacity: usize) -> EventStream {
-    let (tx, rx) = channel::bounded(capacity.max(1));
-    subscribers.add(EventSender(tx));
-    EventStream { rx: Box::pin(rx) }
-}
-
-trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
-
-type RunFn = Box<dyn FnOnce(&mut Driver, Instant) + Send>;
-
-enum Command {
-    Run(RunFn),
-    AddStream(
-        Box<dyn Stream>,
-        Role,
-        Identity,
-        Sender<Result<ConnId, OpenError>>,
-    ),
-    Shutdown,
-}
-
-enum Input {
-    Accepted(TcpStream, SocketAddr),
-    Dialed(DialId, io::Result<TcpStream>),
-    Read(ConnId, Bytes),
-    Eof(ConnId),
-    Written(ConnId),
-}
-
-enum WriteMsg {
-    Bytes(Bytes),
-    Close,
-}
-
-struct ConnIo {
-    writer: Sender<WriteMsg>,
-    writer_task: SmolTask<()>,
-    reader_task: SmolTask<()>,
-}
-
-struct Task {
-    driver: Driver,
-    clock: Clock,
-    io_tx: Sender<Input>,
-    conns: HashMap<ConnId, ConnIo>,
-    dials: HashMap<DialId, SmolTask<()>>,
-    listener: Option<SmolTask<()>>,
-    subscribers: Subscribers<EventSender>,
-    read_buffer: usize,
-    linger: std::time::Duration,
-    /// Never sent on; dropped when the task ends.
-    _done: Sender<()>,
-}
-
-enum Wake {
-    Input(Input),
-    Command(Option<Command>),
-    Timer,
-}
-
-/// Inputs handled per wakeup before draining, so their sends coalesce.
-const INPUT_BATCH: usize = 64;
-
-impl Task {
-    async fn run(mut self, cmd_rx: Receiver<Command>, io_rx: Receiver<Input>) {
-        let mut timer = Timer::never();
-        let mut armed: Option<Instant> = None;
-        let mut commands_open = true;
-        loop {
-            self.drain();
-            if self.driver.is_finished() {
-                break;
-            }
-            let deadline = self.driver.poll_timeout();
-            if deadline != armed {
-                armed = deadline;
-                if let Some(at) = deadline {
-                    timer.set_at(self.clock.to_std(at));
-                }
-            }
-            let input = async {
-                match io_rx.recv().await {
-                    Ok(input) => Wake::Input(input),
-                    Err(_) => future::pending().await,
-                }
-            };
-            let command = async {
-                if commands_open {
-                    Wake::Command(cmd_rx.recv().await.ok())
-                } else {
-                    future::pending().await
-                }
-            };
-            let tick = async {
-                if armed.is_some() {
-                    (&mut timer).await;
-                    Wake::Timer
-                } else {
-                    future::pending().await
-                }
-            };
-            match future::race(input, future::race(command, tick)).await {
-                Wake::Input(input) => {
-                    self.input(input);
-                    for _ in 1..INPUT_BATCH {
-                        match io_rx.try_recv() {
-                            Ok(input) => self.input(input),
-                            Err(_) => break,
-                        }
-                    }
-                }
-                Wake::Command(Some(cmd)) => self.command(cmd),
-                Wake::Command(None) => {
-                    // Every handle is gone: nobody can use the node any more.
-                    commands_open = false;
-                    self.driver.shutdown(self.clock.now());
-                }
-                Wake::Timer => {
-                    // Re-armed on the next turn even if the deadline did not move.
-                    armed = None;
-                    self.driver.handle_timeout(self.clock.now());
-                }
-            }
-        }
-        drop(self.listener.take());
-        self.dials.clear();
-        let now = self.clock.now();
-        self.driver.finish(now);
-        self.subscribers.clear();
-        tracing::debug!(target: ADAPTER, "stopped");
-        cmd_rx.close();
-        // `self._done` drops here: `Handle::shutdown` returns.
-    }
-
-    fn drain(&mut self) {
-        while let Some(out) = self.driver.poll_output() {
-            match out {
-                Output::Write { conn, bytes } => {
-                    let sent = self
-                        .conns
-                        .get(&conn)
-                        .is_some_and(|c| c.writer.try_send(WriteMsg::Bytes(bytes)).is_ok());
-                    if !sent {
-                        self.driver.handle_disconnected(self.clock.now(), conn);
-                    }
-                }
-                Output::Close { conn } => {
-                    if let Some(c) = self.conns.remove(&conn) {
-                        drop(c.reader_task);
-                        let _ = c.writer.try_send(WriteMsg::Close);
-                        // A writer stuck on a peer that does not read is cut off.
-                        let (writer, linger) = (c.writer_task, self.linger);
-                        smol::spawn(async move {
-                            let _ = future::or(
-                                async {
-                                    writer.await;
-                                },
-                                async {
-                                    Timer::after(linger).await;
-                                },
-                            )
-                            .await;
-                        })
-                        .detach();
-                    }
-                }
-                Output::Emit(event) => self.subscribers.deliver(&event),
-                Output::Dial { dial, addr } => {
-                    let io_tx = self.io_tx.clone();
-                    let task = smol::spawn(async move {
-                        let result = TcpStream::connect(addr.as_str()).await;
-                        let _ = io_tx.send(Input::Dialed(dial, result)).await;
-                    });
-                    self.dials.insert(dial, task);
-                }
-                Output::AbortDial { dial } => {
-                    drop(self.dials.remove(&dial));
-                }
-                other => {
-                    tracing::debug!(target: ADAPTER, output = ?other, "unhandled driver output");
-                }
-            }
-        }
-    }
-
-    fn input(&mut self, input: Input) {
-        let now = self.clock.now();
-        match input {
-            Input::Read(conn, bytes) => self.driver.handle_bytes(now, conn, &bytes),
-            Input::Written(conn) => self.driver.handle_written(now, conn),
-            Input::Eof(conn) => self.driver.handle_disconnected(now, conn),
-            Input::Accepted(stream, remote) => {
-                match self.driver.handle_accepted(now, Some(remote.to_string())) {
-                    Ok(conn) => self.spawn_conn(conn, tcp(stream)),
-                    Err(error) => tracing::debug!(target: ADAPTER, %remote, %error, "refused"),
-                }
-            }
-            Input::Dialed(dial, result) => {
-                if let Some(task) = self.dials.remove(&dial) {
-                    task.detach();
-                }
-                match result {
-                    Ok(stream) => {
-                        let remote = stream.peer_addr().ok().map(|a| a.to_string());
-                        if let Ok(conn) = self.driver.handle_dialed(now, dial, remote) {
-                            self.spawn_conn(conn, tcp(stream));
-                        }
-                    }
-                    Err(error) => {
-                        tracing::debug!(target: ADAPTER, ?dial, %error, "dial failed");
-                        self.driver.handle_dial_failed(now, dial);
-                    }
-                }
-            }
-        }
-    }
-
-    fn command(&mut self, cmd: Command) {
-        let now = self.clock.now();
-        match cmd {
-            Command::Run(f) => f(&mut self.driver, now),
-            Command::AddStream(stream, role, identity, reply) => {
-                let result = self.driver.handle_stream(now, role, identity, None);
-                if let Ok(conn) = result {
-                    self.spawn_conn(conn, stream);
-                }
-                let _ = reply.try_send(result);
-            }
-            Command::Shutdown => self.driver.shutdown(now),
-        }
-    }
-
-    fn spawn_conn(&mut self, conn: ConnId, stream: Box<dyn Stream>) {
-        let (reader, writer) = futures_lite::io::split(stream);
-        // At most one write is in flight, plus the final close.
-        let (wtx, wrx) = channel::bounded(2);
-        let reader_task = smol::spawn(read_loop(
-            conn,
-            reader,
-            self.io_tx.clone(),
-            self.read_buffer,
-        ));
-        let writer_task = smol::spawn(write_loop(
-            conn,
-            writer,
-            wrx,
-            self.io_tx.clone(),
-            self.linger,
-        ));
-        self.conns.insert(
-            conn,
-            ConnIo {
-                writer: wtx,
-                writer_task,
-                reader_task,
-            },
-        );
-    }
-}
-
-fn tcp(stream: TcpStream) -> Box<dyn Stream> {
-    let _ = stream.set_nodelay(true);
-    Box::new(stream)
-}
-
-async fn accept_loop(listener: TcpListener, io_tx: Sender<Input>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, remote)) => {
-                if io_tx.send(Input::Accepted(stream, remote)).await.is_err() {
-                    return;
-                }
-            }
-            Err(error) => {
-                // Out of descriptors and the like: back off instead of spinning.
-                tracing::warn!(target: ADAPTER, %error, "accept failed");
-                Timer::after(std::time::Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-async fn read_loop(
-    conn: ConnId,
-    mut reader: ReadHalf<Box<dyn Stream>>,
-    io_tx: Sender<Input>,
-    size: usize,
-) {
-    let mut buf = vec![0u8; size];
-    loop {
-        match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => {
-                let _ = io_tx.send(Input::Eof(conn)).await;
-                return;
-            }
-            Ok(n) => {
-                let bytes = Bytes::copy_from_slice(&buf[..n]);
-                if io_tx.send(Input::Read(conn, bytes)).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-async fn write_loop(
-    conn: ConnId,
-    mut writer: WriteHalf<Box<dyn Stream>>,
-    rx: Receiver<WriteMsg>,
-    io_tx: Sender<Input>,
-    linger: std::time::Duration,
-) {
-    while let Ok(msg) = rx.recv().await {
-        match msg {
-            WriteMsg::Bytes(bytes) => {
-                let ok = writer.write_all(&bytes).await.is_ok() && writer.flush().await.is_ok();
-                let input = if ok {
-                    Input::Written(conn)
-                } else {
-                    Input::Eof(conn)
-                };
-                if io_tx.send(input).await.is_err() || !ok {
-                    return;
-                }
-            }
-            WriteMsg::Close => {
-                let _ = future::or(
-                    async {
-                        let _ = writer.close().await;
-                    },
-                    async {
-                        Timer::after(linger).await;
-                    },
-                )
-                .await;
-                return;
-            }
-        }
+    fn no_delay(tcp: &TcpStream) -> io::Result<SocketAddr> {
+        tcp.set_nodelay(true)?;
+        tcp.peer_addr()
     }
 }

@@ -1,9 +1,10 @@
 //! One blocking test interface over the three adapters, so that a scenario is written
 //! once and runs against tokio, smol and mio nodes, alone or mixed in one cluster.
 //!
-//! Every call blocks the calling (test) thread; each adapter runs on its own machinery
-//! (a shared tokio runtime, smol's global executor, one thread per mio loop). Nodes
-//! listen on loopback only. Scenarios live in [`scenarios`].
+//! All three adapters hand out the same [`Handle`]; every call here blocks the calling
+//! (test) thread with [`Call::wait`](whisper_proto::runtime::Call::wait), while each
+//! adapter runs on its own machinery (a shared tokio runtime, smol's global executor, one
+//! thread per mio loop). Nodes listen on loopback only. Scenarios live in [`scenarios`].
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -12,8 +13,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use futures_lite::future;
-use whisper_proto::driver::{DriverConfig, DriverStats, HandleError, NodeSnapshot, QueryOutcome};
+use whisper_proto::driver::{DriverConfig, DriverStats, HandleError, NodeSnapshot};
 use whisper_proto::rumor::RumorId;
+use whisper_proto::runtime::{Builder, EventStream, Handle, QueryOutcome};
 use whisper_proto::topic::TopicConfig;
 use whisper_proto::util::RetryPolicy;
 use whisper_proto::{Bytes, Config, EngineStats, Event, NodeId, Role};
@@ -51,6 +53,10 @@ pub struct Spec {
     pub seed: u64,
     /// Receives the node's id from its shutdown hook.
     pub on_shutdown: Option<mpsc::Sender<NodeId>>,
+    /// Where the node keeps its state across restarts.
+    pub persist: Option<std::path::PathBuf>,
+    /// The node's clock (default: the OS clocks from its start).
+    pub clock: Option<whisper_proto::driver::Clock>,
 }
 
 impl Spec {
@@ -64,6 +70,8 @@ impl Spec {
             config: fast_config(),
             seed: 0,
             on_shutdown: None,
+            persist: None,
+            clock: None,
         }
     }
 
@@ -91,7 +99,7 @@ pub fn fast_config() -> Config {
     let config = Config::default();
     Config {
         gossip_interval: Duration::from_millis(100),
-        rate_limit: whisper_proto::ratelimit::RateLimitConfig {
+        rate_limit: whisper_proto::flow::token_bucket::RateLimitConfig {
             peer_per_sec: 1_000_000.0,
             peer_burst: 2_000_000.0,
             egress_bytes_per_sec: 1e12,
@@ -178,13 +186,8 @@ pub trait TestNode: Send {
 pub fn start(kind: Kind, spec: &Spec) -> Box<dyn TestNode> {
     let mut last = None;
     for _ in 0..20 {
-        let started = match kind {
-            Kind::Tokio => TokioNode::start(spec).map(|n| Box::new(n) as Box<dyn TestNode>),
-            Kind::Smol => SmolNode::start(spec).map(|n| Box::new(n) as Box<dyn TestNode>),
-            Kind::Mio => MioNode::start(spec).map(|n| Box::new(n) as Box<dyn TestNode>),
-        };
-        match started {
-            Ok(node) => return node,
+        match Node::start(kind, spec) {
+            Ok(node) => return Box::new(node),
             Err(e) => last = Some(e),
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -250,16 +253,30 @@ pub fn wait_event(
     }
 }
 
-fn hook(
-    spec: &Spec,
-) -> Option<impl FnOnce(&mut whisper_proto::Engine, whisper_proto::Instant) + Send + 'static> {
-    let tx = spec.on_shutdown.clone()?;
-    Some(move |engine: &mut whisper_proto::Engine, _| {
-        let _ = tx.send(engine.node_id().clone());
-    })
+/// The settings of `spec` on a builder for any adapter.
+fn builder<R: Default>(spec: &Spec) -> Builder<R> {
+    let mut b = Builder::<R>::new(spec.id.clone())
+        .config(spec.config.clone())
+        .seed(spec.seed)
+        .listen(spec.listen)
+        .driver_config(spec.driver.clone())
+        .frame_kind(KIND, 64 * 1024);
+    for p in &spec.peers {
+        b = b.peer(p.to_string());
+    }
+    if let Some(clock) = spec.clock {
+        b = b.clock(clock);
+    }
+    if let Some(dir) = &spec.persist {
+        b = b.persist(dir.clone());
+    }
+    if let Some(tx) = spec.on_shutdown.clone() {
+        b = b.on_shutdown(move |engine: &mut whisper_proto::Engine, _| {
+            let _ = tx.send(engine.node_id().clone());
+        });
+    }
+    b
 }
-
-// ---- tokio ------------------------------------------------------------------------------
 
 fn tokio_rt() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -272,172 +289,49 @@ fn tokio_rt() -> &'static tokio::runtime::Runtime {
     })
 }
 
-struct TokioNode {
+/// A node of any adapter: the same handle whichever runs it.
+struct Node {
+    kind: Kind,
     id: NodeId,
-    handle: whisper_tokio::Handle,
-    events: whisper_tokio::EventStream,
-    messages: Vec<whisper_tokio::EventStream>,
+    handle: Handle,
+    events: EventStream,
+    messages: Vec<EventStream>,
+    /// The mio loop's thread.
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
 
-impl TokioNode {
-    fn start(spec: &Spec) -> Result<Self, HandleError> {
-        let mut b = whisper_tokio::Builder::new(spec.id.clone())
-            .config(spec.config.clone())
-            .seed(spec.seed)
-            .listen(spec.listen)
-            .driver_config(spec.driver.clone())
-            .frame_kind(KIND, 64 * 1024);
-        for p in &spec.peers {
-            b = b.peer(p.to_string());
-        }
-        if let Some(h) = hook(spec) {
-            b = b.on_shutdown(h);
-        }
-        let events = b.events();
-        let handle = tokio_rt().block_on(b.spawn())?;
-        Ok(Self {
-            id: spec.id.clone(),
-            handle,
-            events,
-            messages: Vec::new(),
-        })
-    }
-}
-
-impl TestNode for TokioNode {
-    fn kind(&self) -> Kind {
-        Kind::Tokio
-    }
-    fn id(&self) -> NodeId {
-        self.id.clone()
-    }
-    fn addr(&self) -> SocketAddr {
-        self.handle.local_addr().expect("listening")
-    }
-    fn peer_roles(&self) -> Vec<(NodeId, Role)> {
-        let peers = tokio_rt().block_on(self.handle.peers()).unwrap_or_default();
-        peers.into_iter().map(|p| (p.node, p.role)).collect()
-    }
-    fn stats(&self) -> EngineStats {
-        tokio_rt().block_on(self.handle.stats()).expect("running")
-    }
-    fn driver_stats(&self) -> DriverStats {
-        tokio_rt()
-            .block_on(self.handle.driver_stats())
-            .expect("running")
-    }
-    fn engine_peer_count(&self) -> usize {
-        let f = self.handle.with_engine(|e, _| e.peers().count());
-        tokio_rt().block_on(f).expect("running")
-    }
-    fn send_custom(&self, peer: &NodeId, body: Bytes) -> Result<(), HandleError> {
-        tokio_rt().block_on(self.handle.send_custom(peer.clone(), KIND, body))
-    }
-    fn broadcast_custom(&self, body: Bytes) -> Result<usize, HandleError> {
-        tokio_rt().block_on(self.handle.broadcast_custom(KIND, body))
-    }
-    fn next_event(&mut self, timeout: Duration) -> Option<Event> {
-        let events = &mut self.events;
-        tokio_rt().block_on(async {
-            tokio::time::timeout(timeout, events.next())
-                .await
-                .ok()
-                .flatten()
-        })
-    }
-    fn register_topic(&self, name: &str, config: TopicConfig) -> Result<(), HandleError> {
-        tokio_rt().block_on(self.handle.register_topic(name, config))
-    }
-    fn subscribe(&mut self, topic: &str) -> Result<(), HandleError> {
-        let stream = tokio_rt().block_on(self.handle.subscribe(topic))?;
-        self.messages.push(stream);
-        Ok(())
-    }
-    fn next_message(&mut self, timeout: Duration) -> Option<Event> {
-        let end = std::time::Instant::now() + timeout;
-        loop {
-            for m in &mut self.messages {
-                if let Some(e) = m.try_next() {
-                    return Some(e);
-                }
+impl Node {
+    fn start(kind: Kind, spec: &Spec) -> Result<Self, HandleError> {
+        let (events, handle, thread) = match kind {
+            Kind::Tokio => {
+                let b = builder::<whisper_tokio::Tokio>(spec);
+                (b.events(), tokio_rt().block_on(b.spawn())?, None)
             }
-            if std::time::Instant::now() >= end {
-                return None;
+            Kind::Smol => {
+                let b = builder::<whisper_smol::Smol>(spec);
+                (b.events(), smol::block_on(b.spawn())?, None)
             }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-    fn publish(&self, topic: &str, payload: Bytes) -> Result<RumorId, HandleError> {
-        tokio_rt().block_on(self.handle.publish(topic, payload))
-    }
-    fn put(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), HandleError> {
-        let (k, v) = (Bytes::copy_from_slice(key), Bytes::copy_from_slice(value));
-        tokio_rt().block_on(self.handle.put(topic, k, v))
-    }
-    fn query(
-        &self,
-        topic: &str,
-        payload: Bytes,
-        timeout: Duration,
-    ) -> Result<QueryOutcome, HandleError> {
-        tokio_rt().block_on(self.handle.query(topic, payload, timeout))
-    }
-    fn snapshot(&self) -> NodeSnapshot {
-        tokio_rt()
-            .block_on(self.handle.snapshot())
-            .expect("running")
-    }
-    fn publish_batch(&self, topic: &str, payload: Bytes, count: usize) -> usize {
-        let topic = topic.to_owned();
-        let f = move |d: &mut whisper_proto::driver::Driver, now| {
-            (0..count)
-                .take_while(|_| d.publish(now, &topic, payload.clone()).is_ok())
-                .count()
+            Kind::Mio => {
+                let b = builder::<whisper_mio::Mio>(spec);
+                let events = b.events();
+                let (handle, thread) = b.spawn()?;
+                (events, handle, Some(thread))
+            }
         };
-        tokio_rt().block_on(self.handle.with_driver(f)).unwrap_or(0)
-    }
-    fn shutdown(self: Box<Self>) {
-        tokio_rt().block_on(self.handle.shutdown());
-    }
-}
-
-// ---- smol -------------------------------------------------------------------------------
-
-struct SmolNode {
-    id: NodeId,
-    handle: whisper_smol::Handle,
-    events: whisper_smol::EventStream,
-    messages: Vec<whisper_smol::EventStream>,
-}
-
-impl SmolNode {
-    fn start(spec: &Spec) -> Result<Self, HandleError> {
-        let mut b = whisper_smol::Builder::new(spec.id.clone())
-            .config(spec.config.clone())
-            .seed(spec.seed)
-            .listen(spec.listen)
-            .driver_config(spec.driver.clone())
-            .frame_kind(KIND, 64 * 1024);
-        for p in &spec.peers {
-            b = b.peer(p.to_string());
-        }
-        if let Some(h) = hook(spec) {
-            b = b.on_shutdown(h);
-        }
-        let events = b.events();
-        let handle = smol::block_on(b.spawn())?;
         Ok(Self {
+            kind,
             id: spec.id.clone(),
             handle,
             events,
             messages: Vec::new(),
+            thread,
         })
     }
 }
 
-impl TestNode for SmolNode {
+impl TestNode for Node {
     fn kind(&self) -> Kind {
-        Kind::Smol
+        self.kind
     }
     fn id(&self) -> NodeId {
         self.id.clone()
@@ -446,36 +340,39 @@ impl TestNode for SmolNode {
         self.handle.local_addr().expect("listening")
     }
     fn peer_roles(&self) -> Vec<(NodeId, Role)> {
-        let peers = smol::block_on(self.handle.peers()).unwrap_or_default();
+        let peers = self.handle.peers().wait().unwrap_or_default();
         peers.into_iter().map(|p| (p.node, p.role)).collect()
     }
     fn stats(&self) -> EngineStats {
-        smol::block_on(self.handle.stats()).expect("running")
+        self.handle.stats().wait().expect("running")
     }
     fn driver_stats(&self) -> DriverStats {
-        smol::block_on(self.handle.driver_stats()).expect("running")
+        self.handle.driver_stats().wait().expect("running")
     }
     fn engine_peer_count(&self) -> usize {
-        smol::block_on(self.handle.with_engine(|e, _| e.peers().count())).expect("running")
+        self.handle
+            .with_engine(|e, _| e.peers().count())
+            .wait()
+            .expect("running")
     }
     fn send_custom(&self, peer: &NodeId, body: Bytes) -> Result<(), HandleError> {
-        smol::block_on(self.handle.send_custom(peer.clone(), KIND, body))
+        self.handle.send_custom(peer.clone(), KIND, body).wait()
     }
     fn broadcast_custom(&self, body: Bytes) -> Result<usize, HandleError> {
-        smol::block_on(self.handle.broadcast_custom(KIND, body))
+        self.handle.broadcast_custom(KIND, body).wait()
     }
     fn next_event(&mut self, timeout: Duration) -> Option<Event> {
         let events = &mut self.events;
-        smol::block_on(future::or(events.next(), async {
+        future::block_on(future::or(events.next(), async {
             async_io::Timer::after(timeout).await;
             None
         }))
     }
     fn register_topic(&self, name: &str, config: TopicConfig) -> Result<(), HandleError> {
-        smol::block_on(self.handle.register_topic(name, config))
+        self.handle.register_topic(name, config).wait()
     }
     fn subscribe(&mut self, topic: &str) -> Result<(), HandleError> {
-        let stream = smol::block_on(self.handle.subscribe(topic))?;
+        let stream = self.handle.subscribe(topic).wait()?;
         self.messages.push(stream);
         Ok(())
     }
@@ -494,11 +391,11 @@ impl TestNode for SmolNode {
         }
     }
     fn publish(&self, topic: &str, payload: Bytes) -> Result<RumorId, HandleError> {
-        smol::block_on(self.handle.publish(topic, payload))
+        self.handle.publish(topic, payload).wait()
     }
     fn put(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), HandleError> {
         let (k, v) = (Bytes::copy_from_slice(key), Bytes::copy_from_slice(value));
-        smol::block_on(self.handle.put(topic, k, v))
+        self.handle.put(topic, k, v).wait()
     }
     fn query(
         &self,
@@ -506,10 +403,10 @@ impl TestNode for SmolNode {
         payload: Bytes,
         timeout: Duration,
     ) -> Result<QueryOutcome, HandleError> {
-        smol::block_on(self.handle.query(topic, payload, timeout))
+        self.handle.query(topic, payload, timeout).wait()
     }
     fn snapshot(&self) -> NodeSnapshot {
-        smol::block_on(self.handle.snapshot()).expect("running")
+        self.handle.snapshot().wait().expect("running")
     }
     fn publish_batch(&self, topic: &str, payload: Bytes, count: usize) -> usize {
         let topic = topic.to_owned();
@@ -518,137 +415,10 @@ impl TestNode for SmolNode {
                 .take_while(|_| d.publish(now, &topic, payload.clone()).is_ok())
                 .count()
         };
-        smol::block_on(self.handle.with_driver(f)).unwrap_or(0)
-    }
-    fn shutdown(self: Box<Self>) {
-        smol::block_on(self.handle.shutdown());
-    }
-}
-
-// ---- mio --------------------------------------------------------------------------------
-
-struct MioNode {
-    id: NodeId,
-    handle: whisper_mio::Handle,
-    events: mpsc::Receiver<Event>,
-    messages: Vec<mpsc::Receiver<Event>>,
-    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
-}
-
-impl MioNode {
-    fn start(spec: &Spec) -> Result<Self, HandleError> {
-        let mut b = whisper_mio::Builder::new(spec.id.clone())
-            .config(spec.config.clone())
-            .seed(spec.seed)
-            .listen(spec.listen)
-            .driver_config(spec.driver.clone())
-            .frame_kind(KIND, 64 * 1024);
-        for p in &spec.peers {
-            b = b.peer(p.to_string());
-        }
-        if let Some(h) = hook(spec) {
-            b = b.on_shutdown(h);
-        }
-        let (node, handle) = b.build()?;
-        let events = handle.events();
-        let thread = std::thread::Builder::new()
-            .name(format!("mio-{}", spec.id))
-            .spawn(move || node.run())?;
-        Ok(Self {
-            id: spec.id.clone(),
-            handle,
-            events,
-            messages: Vec::new(),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl TestNode for MioNode {
-    fn kind(&self) -> Kind {
-        Kind::Mio
-    }
-    fn id(&self) -> NodeId {
-        self.id.clone()
-    }
-    fn addr(&self) -> SocketAddr {
-        self.handle.local_addr().expect("listening")
-    }
-    fn peer_roles(&self) -> Vec<(NodeId, Role)> {
-        let peers = self.handle.peers().unwrap_or_default();
-        peers.into_iter().map(|p| (p.node, p.role)).collect()
-    }
-    fn stats(&self) -> EngineStats {
-        self.handle.stats().expect("running")
-    }
-    fn driver_stats(&self) -> DriverStats {
-        self.handle.driver_stats().expect("running")
-    }
-    fn engine_peer_count(&self) -> usize {
-        self.handle
-            .with_engine(|e, _| e.peers().count())
-            .expect("running")
-    }
-    fn send_custom(&self, peer: &NodeId, body: Bytes) -> Result<(), HandleError> {
-        self.handle.send_custom(peer.clone(), KIND, body)
-    }
-    fn broadcast_custom(&self, body: Bytes) -> Result<usize, HandleError> {
-        self.handle.broadcast_custom(KIND, body)
-    }
-    fn next_event(&mut self, timeout: Duration) -> Option<Event> {
-        self.events.recv_timeout(timeout).ok()
-    }
-    fn register_topic(&self, name: &str, config: TopicConfig) -> Result<(), HandleError> {
-        self.handle.register_topic(name, config)
-    }
-    fn subscribe(&mut self, topic: &str) -> Result<(), HandleError> {
-        let rx = self.handle.subscribe(topic)?;
-        self.messages.push(rx);
-        Ok(())
-    }
-    fn next_message(&mut self, timeout: Duration) -> Option<Event> {
-        let end = std::time::Instant::now() + timeout;
-        loop {
-            for m in &self.messages {
-                if let Ok(e) = m.try_recv() {
-                    return Some(e);
-                }
-            }
-            if std::time::Instant::now() >= end {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-    fn publish(&self, topic: &str, payload: Bytes) -> Result<RumorId, HandleError> {
-        self.handle.publish(topic, payload)
-    }
-    fn put(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), HandleError> {
-        let (k, v) = (Bytes::copy_from_slice(key), Bytes::copy_from_slice(value));
-        self.handle.put(topic, k, v)
-    }
-    fn query(
-        &self,
-        topic: &str,
-        payload: Bytes,
-        timeout: Duration,
-    ) -> Result<QueryOutcome, HandleError> {
-        self.handle.query(topic, payload, timeout)
-    }
-    fn snapshot(&self) -> NodeSnapshot {
-        self.handle.snapshot().expect("running")
-    }
-    fn publish_batch(&self, topic: &str, payload: Bytes, count: usize) -> usize {
-        let topic = topic.to_owned();
-        let f = move |d: &mut whisper_proto::driver::Driver, now| {
-            (0..count)
-                .take_while(|_| d.publish(now, &topic, payload.clone()).is_ok())
-                .count()
-        };
-        self.handle.with_driver(f).unwrap_or(0)
+        self.handle.with_driver(f).wait().unwrap_or(0)
     }
     fn shutdown(mut self: Box<Self>) {
-        self.handle.shutdown();
+        let _ = self.handle.shutdown().wait();
         if let Some(thread) = self.thread.take() {
             let result = thread.join().expect("mio loop panicked");
             result.expect("mio loop failed");

@@ -7,7 +7,7 @@ use whisper_tests::adapters::Kind::{Mio, Smol, Tokio};
 use whisper_tests::adapters::scenarios::{
     broadcast_reaches_all, connect_and_exchange, garbage_is_closed, mutual_dial_settles,
     query_gets_replies, reconnect, records_converge, restart_catches_up, shutdown_closes,
-    slow_peer_is_closed,
+    slow_peer_is_closed, started_an_hour_apart,
 };
 use whisper_tests::adapters::with_deadline;
 
@@ -70,4 +70,9 @@ scenario! {
     smol_restart => restart_catches_up(&[Smol, Smol], Smol);
     mio_restart => restart_catches_up(&[Mio, Mio], Mio);
     mixed_restart => restart_catches_up(&[Tokio, Smol], Mio);
+
+    tokio_started_an_hour_apart => started_an_hour_apart(Tokio, Tokio);
+    smol_started_an_hour_apart => started_an_hour_apart(Smol, Smol);
+    mio_started_an_hour_apart => started_an_hour_apart(Mio, Mio);
+    mixed_started_an_hour_apart => started_an_hour_apart(Mio, Tokio);
 }

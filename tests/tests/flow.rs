@@ -2,7 +2,7 @@
 //! priority, the overload queue, the backpressure signal and backoff, the CPU gate and
 //! the RTT measurer. Time is injected; every scenario is step by step.
 
-use whisper_proto::ratelimit::RateLimitConfig;
+use whisper_proto::flow::token_bucket::RateLimitConfig;
 use whisper_proto::wire::codec::{ExchangeBody, G1Codec, ProtobufCodec};
 use whisper_proto::wire::{Capabilities, Digest, Exchange, Frame, WireConfig};
 use whisper_proto::{
@@ -385,7 +385,7 @@ fn overload_50_peers_at_10x_their_allowance_for_60_s() {
         r.refused_cooldown,
         r.cooldowns,
         r.peers,
-        whisper_proto::ratelimit::RateLimiter::ENTRY_BYTES,
+        whisper_proto::flow::token_bucket::TokenBucketLimiter::ENTRY_BYTES,
         r.state_bytes,
     );
     assert_eq!(r.admitted + r.throttled + r.refused_cooldown, sent);

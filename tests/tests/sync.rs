@@ -2,7 +2,7 @@
 
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 use std::collections::BTreeMap;
-use whisper_proto::delta::JsonFile;
+use whisper_proto::runtime::JsonFile;
 use whisper_proto::store::MemStore;
 use whisper_proto::wire::{Record, magic};
 use whisper_proto::{

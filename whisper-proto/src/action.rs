@@ -1,7 +1,7 @@
 //! What the engine asks its driver to do ([`Action`]) and tells its application
 //! ([`Event`]).
 
-use crate::engine::ConnError;
+use crate::error::{ConnError, InputError};
 use crate::node::{ConnId, NodeId};
 use crate::rumor::RumorEvent;
 use crate::topic::{QueryId, QueryReply};
@@ -38,16 +38,16 @@ pub enum Action {
 #[derive(Clone, Debug, Eq, PartialEq)]
 #[non_exhaustive]
 pub enum CloseReason {
-    /// The peer sent something invalid.
-    Protocol(ConnError),
-    /// No HELLO arrived within [`crate::Config::hello_timeout`].
-    HelloTimeout,
-    /// Nothing arrived within [`crate::Config::idle_timeout`].
-    IdleTimeout,
     /// The peer did not answer a G1, G2 or G2B request of ours within
     /// [`crate::Config::exchange_timeout`]. On one ordered stream a late reply could not
     /// be told from the reply to a later request, so the connection is closed.
     ExchangeTimeout,
+    /// No HELLO arrived within [`crate::Config::hello_timeout`].
+    HelloTimeout,
+    /// Nothing arrived within [`crate::Config::idle_timeout`].
+    IdleTimeout,
+    /// The peer sent something invalid.
+    Protocol(ConnError),
     /// The application asked for it.
     Requested,
 }
@@ -58,6 +58,14 @@ pub enum CloseReason {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Event {
+    /// This node started (`overloaded`) or stopped signalling backpressure in its G1
+    /// replies.
+    Backpressure {
+        /// True on entering the overloaded state.
+        overloaded: bool,
+        /// Pending exchanges at the transition.
+        pending: u32,
+    },
     /// A frame of a registered custom kind arrived.
     CustomFrame {
         /// The connection.
@@ -82,17 +90,17 @@ pub enum Event {
         /// The peer.
         peer: NodeId,
     },
-    /// Bad input. When [`ConnError::is_fatal`], the connection was closed (counted in
-    /// [`crate::EngineStats::frame_errors`]); otherwise one message was dropped (and
-    /// answered, for a G1 request) and the connection stays open (counted in
-    /// [`crate::EngineStats::bodies_rejected`]).
+    /// Bad input. [`InputError::Closed`]: the connection was closed (counted in
+    /// [`crate::EngineStats::frame_errors`]). [`InputError::Dropped`]: one message was
+    /// dropped (and answered, for a G1 request) and the connection stays open (counted
+    /// in [`crate::EngineStats::bodies_rejected`]).
     FrameError {
         /// The connection.
         conn: ConnId,
         /// The peer, when it had identified itself.
         peer: Option<NodeId>,
-        /// What was wrong.
-        error: ConnError,
+        /// What was wrong, and whether the connection was closed.
+        error: InputError,
     },
     /// A valid built-in frame arrived that no subsystem of this engine handles yet; it
     /// was dropped and counted.
@@ -101,24 +109,6 @@ pub enum Event {
         conn: ConnId,
         /// Its magic.
         magic: u16,
-    },
-    /// This node started (`overloaded`) or stopped signalling backpressure in its G1
-    /// replies.
-    Backpressure {
-        /// True on entering the overloaded state.
-        overloaded: bool,
-        /// Pending exchanges at the transition.
-        pending: u32,
-    },
-    /// A peer exceeded its inbound violation threshold: its non-control frames are
-    /// dropped until `until`.
-    PeerCooldown {
-        /// The connection the violating frame came on.
-        conn: ConnId,
-        /// The peer.
-        peer: NodeId,
-        /// The cooldown's end.
-        until: crate::time::Instant,
     },
     /// A broadcast on a subscribed BroadcastOnly topic, delivered once per message.
     Message {
@@ -132,6 +122,16 @@ pub enum Event {
         id: crate::rumor::RumorId,
         /// Links the message travelled to reach this node: 0 at its publisher.
         hop: u8,
+    },
+    /// A peer exceeded its inbound violation threshold: its non-control frames are
+    /// dropped until `until`.
+    PeerCooldown {
+        /// The connection the violating frame came on.
+        conn: ConnId,
+        /// The peer.
+        peer: NodeId,
+        /// The cooldown's end.
+        until: crate::time::Instant,
     },
     /// An identified peer's connection went away (closed by either side).
     PeerDown {
@@ -160,10 +160,6 @@ pub enum Event {
         /// True when the deadline passed before every asked peer answered.
         timed_out: bool,
     },
-    /// Rumor push traffic: a frame sent, acknowledged, retried or dropped. Accepted
-    /// rumors are reported by their effect instead ([`Event::Message`],
-    /// [`Event::RecordApplied`]).
-    Rumor(RumorEvent),
     /// Records from a peer changed local state (at least one).
     RecordApplied {
         /// The peer.
@@ -173,6 +169,10 @@ pub enum Event {
         /// How many records changed state.
         records: usize,
     },
+    /// Rumor push traffic: a frame sent, acknowledged, retried or dropped. Accepted
+    /// rumors are reported by their effect instead ([`Event::Message`],
+    /// [`Event::RecordApplied`]).
+    Rumor(RumorEvent),
 }
 
 impl Event {
@@ -192,10 +192,10 @@ impl Event {
                 RumorEvent::Dropped { .. } => Some(EventKind::RumorDropped),
                 RumorEvent::Received { .. } => Some(EventKind::RumorReceived),
             },
-            Self::CustomFrame { .. }
-            | Self::Backpressure { .. }
-            | Self::PeerCooldown { .. }
+            Self::Backpressure { .. }
+            | Self::CustomFrame { .. }
             | Self::FrameUnhandled { .. }
+            | Self::PeerCooldown { .. }
             | Self::PeerDown { .. }
             | Self::QueryComplete { .. } => None,
         }
@@ -213,7 +213,7 @@ pub enum EventKind {
     RecordApplied = 1,
     /// 2: a rumor was accepted.
     RumorReceived = 2,
-    /// 3: bad input closed a connection.
+    /// 3: bad input closed a connection or dropped a message ([`Event::FrameError`]).
     FrameError = 3,
     /// 4: a rumor was sent.
     RumorSent = 4,

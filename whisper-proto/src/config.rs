@@ -5,60 +5,8 @@ use crate::time::Duration;
 use crate::wire::{Capabilities, Limits};
 use core::num::NonZeroU32;
 
-/// The seed's and the Go reference's default constants, in one place.
-///
-/// Subsystems read their defaults from here; [`Config`] carries the ones the engine
-/// consults today.
-pub mod defaults {
-    use crate::time::Duration;
-
-    /// G1 exchange cadence: fastest (after records were applied).
-    pub const GOSSIP_MIN: Duration = Duration::from_secs(2);
-    /// G1 exchange cadence: base.
-    pub const GOSSIP_BASE: Duration = Duration::from_secs(10);
-    /// G1 exchange cadence: idle ceiling.
-    pub const GOSSIP_MAX: Duration = Duration::from_secs(60);
-    /// Jitter applied to every interval sample, as a fraction.
-    pub const GOSSIP_JITTER: f64 = 0.15;
-    /// Pending exchanges above which a node signals backpressure.
-    pub const BACKPRESSURE_THRESHOLD: u32 = 5;
-    /// First backoff after a peer signals backpressure.
-    pub const BACKPRESSURE_INITIAL_BACKOFF: Duration = Duration::from_secs(30);
-    /// Backoff ceiling.
-    pub const BACKPRESSURE_MAX_BACKOFF: Duration = Duration::from_secs(120);
-    /// Per-peer message allowance, messages per second.
-    pub const PEER_MESSAGES_PER_SEC: u32 = 100;
-    /// Per-peer burst.
-    pub const PEER_BURST: u32 = 500;
-    /// Global egress cap, bytes per second.
-    pub const EGRESS_BYTES_PER_SEC: u64 = 10 * 1024 * 1024;
-    /// Global egress burst, bytes.
-    pub const EGRESS_BURST: u64 = 10 * 1024 * 1024;
-    /// Outbound queue depth above which `publish` reports backpressure.
-    pub const OVERLOAD_QUEUE_THRESHOLD: usize = 1024;
-    /// Rumor ACK timeout.
-    pub const RUMOR_ACK_TIMEOUT: Duration = Duration::from_secs(3);
-    /// Rumor retries.
-    pub const RUMOR_ACK_RETRIES: u32 = 3;
-    /// Rumor dedup LRU capacity.
-    pub const RUMOR_LRU_CAPACITY: usize = 4096;
-    /// Full sync every Nth exchange with a peer (before adaptive scaling).
-    pub const FULL_SYNC_INTERVAL: u32 = 10;
-    /// How long an initiator waits for the reply to a G1, G2 or G2B request.
-    pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
-    /// Delta-tracker entries idle longer than this are swept.
-    pub const DELTA_MAX_PEER_AGE: Duration = Duration::from_secs(3600);
-    /// How often the delta sweeper (and store expiry) runs.
-    pub const DELTA_SWEEP_INTERVAL: Duration = Duration::from_secs(300);
-    /// How often a driver should save delta state.
-    pub const DELTA_SAVE_INTERVAL: Duration = Duration::from_secs(30);
-    /// Persisted delta entries older than this are dropped on load.
-    pub const DELTA_LOAD_MAX_AGE: Duration = Duration::from_secs(20 * 60);
-    /// G2B bucket count.
-    pub const DIGEST_BUCKETS: usize = 64;
-    /// Most open queries.
-    pub const MAX_PENDING_QUERIES: usize = 1024;
-}
+/// The default constants, re-exported from the leaf module [`crate::defaults`].
+pub use crate::defaults;
 
 /// Engine configuration. `Config::default()` gives the seed's defaults.
 #[derive(Clone, Debug)]
@@ -83,7 +31,7 @@ pub struct Config {
     pub max_queued_actions: usize,
     /// Base time between G1 rounds with each peer this node dialed (default 10 s). The
     /// first round starts right after `PeerUp`; later ones follow the per-peer adaptive
-    /// interval ([`crate::adaptive::AdaptiveInterval`]) around this base.
+    /// interval ([`crate::flow::adaptive::AdaptiveInterval`]) around this base.
     pub gossip_interval: Duration,
     /// Fastest G1 cadence, after a round applied records (default 2 s; at most
     /// `gossip_interval`).
@@ -98,9 +46,9 @@ pub struct Config {
     /// Pending exchanges above which G1 replies signal backpressure (default 5).
     pub backpressure_threshold: u32,
     /// Per-peer inbound, global egress and overload-queue limits.
-    pub rate_limit: crate::ratelimit::RateLimitConfig,
+    pub rate_limit: crate::flow::token_bucket::RateLimitConfig,
     /// The CPU gate (threshold 0 disables it).
-    pub cpu_gate: crate::cpu_gate::CpuGateConfig,
+    pub cpu_gate: crate::flow::cpu_gate::CpuGateConfig,
     /// How long to wait for the reply to a G1/G2/G2B request before closing the
     /// connection (default 30 s).
     pub exchange_timeout: Duration,
@@ -155,8 +103,8 @@ impl Default for Config {
             gossip_min: defaults::GOSSIP_MIN,
             gossip_max: defaults::GOSSIP_MAX,
             backpressure_threshold: defaults::BACKPRESSURE_THRESHOLD,
-            rate_limit: crate::ratelimit::RateLimitConfig::default(),
-            cpu_gate: crate::cpu_gate::CpuGateConfig::default(),
+            rate_limit: crate::flow::token_bucket::RateLimitConfig::default(),
+            cpu_gate: crate::flow::cpu_gate::CpuGateConfig::default(),
             full_sync_interval: NonZeroU32::new(defaults::FULL_SYNC_INTERVAL)
                 .unwrap_or(NonZeroU32::MIN),
             wall_clock_offset: Duration::ZERO,

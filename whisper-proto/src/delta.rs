@@ -32,22 +32,19 @@
 //!
 //! # Persistence
 //! [`DeltaPersistence`] is the storage trait; [`PersistedPeerState`] the record; a JSON
-//! encoding is in [`json`] and an atomic file backend (`JsonFile`) behind the `std`
-//! feature. The core never does I/O on its own: the driver calls
-//! [`Engine::save_delta`](crate::Engine::save_delta) on its schedule (every
-//! [`crate::config::defaults::DELTA_SAVE_INTERVAL`], 30 s, and at shutdown) and
-//! [`Engine::load_delta`](crate::Engine::load_delta) at start.
+//! encoding is in [`json`]. The core never does I/O on its own: the driver emits the
+//! state as an output to save on its schedule (every
+//! [`crate::config::defaults::DELTA_SAVE_INTERVAL`], 30 s, and at shutdown) and is handed
+//! it back at start; an atomic file backend for the engine's own
+//! [`Engine::save_delta`](crate::Engine::save_delta) /
+//! [`Engine::load_delta`](crate::Engine::load_delta) is the adapters' `JsonFile` (the
+//! `runtime` feature).
 //!
 //! [`Config::delta_reset_on_disconnect`]: crate::Config::delta_reset_on_disconnect
 //! [`Config::delta_max_peer_age`]: crate::Config::delta_max_peer_age
 //! [`Config::delta_sweep_interval`]: crate::Config::delta_sweep_interval
 
 pub mod json;
-
-#[cfg(feature = "std")]
-mod file;
-#[cfg(feature = "std")]
-pub use file::JsonFile;
 
 use crate::node::NodeId;
 use alloc::collections::BTreeMap;

@@ -35,6 +35,7 @@ pub use flow::{FlowStats, PeerFlow};
 
 use crate::action::{Action, CloseReason, Event};
 use crate::config::{Config, ConfigError};
+use crate::error::{ConnError, InputError, MessageError};
 use crate::hypercube::MemberInfo;
 use crate::node::{ConnId, NodeId};
 use crate::rng::{RandomSource, Rng};
@@ -42,10 +43,10 @@ use crate::rumor::{RumorConfig, RumorPusher, RumorStats, RumorTracker};
 use crate::time::{Duration, Instant};
 use crate::topic::{QueryId, QueryReply, TopicRegistry};
 use crate::util::Correlator;
-use crate::wire::codec::{CodecError, G1Codec, ProtobufCodec};
+use crate::wire::codec::{G1Codec, ProtobufCodec};
 use crate::wire::{
-    BroadcastError, Capabilities, Custom, Digest, Exchange, Frame, FrameDecoder, Hello,
-    PROTOCOL_VERSION, RegisterError, WireConfig,
+    Capabilities, Custom, Digest, Exchange, Frame, FrameDecoder, Hello, PROTOCOL_VERSION,
+    RegisterError, WireConfig,
 };
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -166,46 +167,6 @@ pub struct EngineStats {
     pub rumor: RumorStats,
 }
 
-/// Why a connection was closed for what came over it. The connection is forgotten;
-/// nothing already applied is undone; other connections are unaffected.
-#[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConnError {
-    /// The bytes are not a valid frame.
-    #[error(transparent)]
-    Decode(#[from] crate::wire::DecodeError),
-    /// A frame other than HELLO arrived before the peer's HELLO.
-    #[error("frame {magic:#06x} before HELLO")]
-    FrameBeforeHello {
-        /// Its magic.
-        magic: u16,
-    },
-    /// A second HELLO on the same connection.
-    #[error("duplicate HELLO")]
-    DuplicateHello,
-    /// The peer speaks a protocol version this node cannot.
-    #[error("unsupported protocol version {0}")]
-    UnsupportedVersion(u8),
-    /// The peer claims this node's own id.
-    #[error("peer claims our own node id")]
-    SelfConnection,
-    /// A G1 body did not decode. Not fatal: the body is dropped, a request is answered
-    /// with an empty exchange, the connection stays open.
-    #[error(transparent)]
-    Body(#[from] CodecError),
-    /// A G3 payload on a `TOPICS` connection is not a broadcast envelope. Not fatal: the
-    /// rumor is dropped, the connection stays open.
-    #[error(transparent)]
-    Broadcast(#[from] BroadcastError),
-}
-
-impl ConnError {
-    /// True when the error closed the connection; false for a dropped message.
-    pub fn is_fatal(&self) -> bool {
-        !matches!(self, Self::Body(_) | Self::Broadcast(_))
-    }
-}
-
 /// Misuse of the engine's API. Engine state is unchanged.
 #[derive(Clone, Debug, Eq, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -309,8 +270,6 @@ pub struct Engine {
     seen: RumorTracker,
     /// G3 push over the hypercube.
     rumor: RumorPusher,
-    /// True while the frames of a local publish are drained (already charged to egress).
-    publishing: bool,
     /// Whether [`Engine::set_members`] gave the members; otherwise they are self and every
     /// `TOPICS` peer.
     members_set: bool,
@@ -361,7 +320,6 @@ impl Engine {
             codec: Box::new(ProtobufCodec),
             seen,
             rumor,
-            publishing: false,
             members_set: false,
             queries: Correlator::new(max_queries),
             open_queries: BTreeMap::new(),
@@ -494,8 +452,10 @@ impl Engine {
     ///
     /// Call after: every read. On `Err` the engine has already queued
     /// [`Action::Close`] and [`Event::FrameError`] for this connection and forgotten it;
-    /// the driver logs the error and goes on serving the others. Bytes for an unknown
-    /// (already closed) connection are ignored.
+    /// the driver logs the error and goes on serving the others. A message dropped for a
+    /// body that does not decode ([`MessageError`]) is not an `Err`: it is reported as
+    /// [`Event::FrameError`] with [`InputError::Dropped`] and the connection stays open.
+    /// Bytes for an unknown (already closed) connection are ignored.
     pub fn handle_bytes(
         &mut self,
         now: Instant,
@@ -542,7 +502,10 @@ impl Engine {
             self.emit(Event::FrameError {
                 conn,
                 peer,
-                error: ConnError::Decode(crate::wire::DecodeError::Truncated { needed, got }),
+                error: InputError::Closed(ConnError::Decode(crate::wire::DecodeError::Truncated {
+                    needed,
+                    got,
+                })),
             });
         }
         self.forget(conn);
@@ -786,10 +749,14 @@ impl Engine {
     }
 
     /// Drops one bad message without closing: counted and evented.
-    fn reject(&mut self, conn: ConnId, error: ConnError) {
+    fn reject(&mut self, conn: ConnId, error: MessageError) {
         self.stats.bodies_rejected += 1;
         let peer = self.conns.get(&conn).and_then(|c| c.peer.clone());
-        self.emit(Event::FrameError { conn, peer, error });
+        self.emit(Event::FrameError {
+            conn,
+            peer,
+            error: InputError::Dropped(error),
+        });
     }
 
     /// Closes `conn` for bad input: counted, evented, forgotten.
@@ -800,7 +767,7 @@ impl Engine {
         self.emit(Event::FrameError {
             conn,
             peer,
-            error: error.clone(),
+            error: InputError::Closed(error.clone()),
         });
         self.close(conn, CloseReason::Protocol(error.clone()), false);
         error

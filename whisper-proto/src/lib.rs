@@ -57,15 +57,20 @@
 //! - [`store`]: the [`StateStore`] trait and [`MemStore`], the embedded LWW map.
 //! - [`delta`]: per-peer watermarks, adaptive full syncs, persistence.
 //! - [`hypercube`]: the virtual hypercube: exact broadcast trees for every cluster size.
-//! - [`rumor`]: rumor ids (BLAKE3-256 of the payload) and the O(1) LRU dedup.
-//! - [`util`]: the opt-in utilities (correlator, limiter, batched logging, retrier,
-//!   circuit breaker, consensus, dedup cache, batch collector).
+//! - [`rumor`]: G3 rumor push over the hypercube (the [`RumorPusher`](rumor::RumorPusher)),
+//!   rumor ids (BLAKE3-256 of the payload) and the O(1) LRU dedup.
+//! - [`flow`]: flow control: adaptive cadence and backpressure, the token-bucket limits,
+//!   the CPU gate, round-trip estimators.
+//! - [`util`]: the opt-in utilities (correlator, sliding-window limiter, batched logging,
+//!   retrier, circuit breaker, consensus, dedup cache, batch collector).
 //! - [`time`], [`rng`], [`hash`]: injected time, seeded randomness, keyed hashing.
 //!
 //! ## Errors
 //! Peer input never panics and never wedges the engine: bad bytes close that one
-//! connection with a typed [`ConnError`], counted in [`EngineStats`] and reported as an
-//! [`Event::FrameError`]. Every length is checked against its cap before allocation.
+//! connection with a typed [`ConnError`]; a message that frames correctly but whose
+//! body does not decode is dropped with a [`MessageError`] and the connection stays
+//! open. Both are counted in [`EngineStats`] and reported as an [`Event::FrameError`]
+//! ([`InputError`] tells them apart). Every length is checked against its cap before allocation.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -87,20 +92,21 @@ macro_rules! trace_event {
 pub(crate) use trace_event;
 
 pub mod action;
-pub mod adaptive;
 pub mod config;
-pub mod cpu_gate;
+pub mod defaults;
 pub mod delta;
 #[cfg(feature = "std")]
 pub mod driver;
 pub mod engine;
+pub mod error;
+pub mod flow;
 pub mod hash;
 pub mod hypercube;
 pub mod node;
-pub mod ratelimit;
 pub mod rng;
-pub mod rtt;
 pub mod rumor;
+#[cfg(feature = "runtime")]
+pub mod runtime;
 pub mod store;
 pub mod time;
 pub mod topic;
@@ -111,9 +117,8 @@ pub use action::{Action, CloseReason, Event, EventKind};
 pub use bytes::Bytes;
 pub use config::{Config, ConfigError};
 pub use delta::{DeltaPeerStats, DeltaPersistence, DeltaTracker, PersistError, PersistedPeerState};
-pub use engine::{
-    CommandError, ConnError, Engine, EngineStats, FlowStats, Identity, PeerFlow, Role,
-};
+pub use engine::{CommandError, Engine, EngineStats, FlowStats, Identity, PeerFlow, Role};
+pub use error::{ConnError, InputError, MessageError};
 pub use node::{ConnId, NodeId};
 pub use store::{MemStore, StateStore};
 pub use time::{Duration, Instant};

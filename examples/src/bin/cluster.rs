@@ -125,14 +125,14 @@ fn run(args: &Args) -> Result<bool, String> {
         // The seed's per-peer allowance (100 msg/s, burst 500) is sized for a fleet in
         // steady state; this demo writes every record at once, so it raises it, and
         // keeps the queue threshold above what one burst of writes queues.
-        spec.config.rate_limit = whisper_proto::ratelimit::RateLimitConfig {
+        spec.config.rate_limit = whisper_proto::flow::token_bucket::RateLimitConfig {
             peer_per_sec: 100_000.0,
             peer_burst: 200_000.0,
             queue_threshold: 1 << 20,
             ..spec.config.rate_limit
         };
         if let Some(dir) = &args.persist {
-            spec.driver.persist_dir = Some(dir.join(format!("node-{i:02}")));
+            spec.persist = Some(dir.join(format!("node-{i:02}")));
         }
         for j in 0..i {
             spec = spec.peer(nodes[j].addr());

@@ -154,7 +154,7 @@ async fn run(args: Args) -> Result<(), whisper_tokio::HandleError> {
             },
         }
     }
-    node.shutdown().await;
+    node.shutdown().await?;
     Ok(())
 }
 

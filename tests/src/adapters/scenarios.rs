@@ -482,7 +482,7 @@ pub fn restart_catches_up(kinds: &[Kind], restarted: Kind) {
     }
     let peers: Vec<_> = nodes.iter().map(|n| n.addr()).collect();
     let mut spec = Spec::new("late");
-    spec.driver.persist_dir = Some(dir.clone());
+    spec.persist = Some(dir.clone());
     for &p in &peers {
         spec = spec.peer(p);
     }
@@ -515,4 +515,35 @@ pub fn restart_catches_up(kinds: &[Kind], restarted: Kind) {
         node.shutdown();
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two nodes whose processes started an hour apart (the first one's clock says it has
+/// been up for an hour) stamp records with the same Unix time and converge: before the
+/// wall clock was Unix time, the younger node rejected the older one's records as an
+/// hour in the future.
+pub fn started_an_hour_apart(old: Kind, young: Kind) {
+    let hour = Duration::from_secs(3600);
+    let unix = whisper_proto::driver::Clock::new().unix_now();
+    let mut spec = Spec::new("old");
+    spec.clock = Some(whisper_proto::driver::Clock::with_unix_start(
+        whisper_proto::Instant::ZERO + hour,
+        unix,
+    ));
+    let mut first = start(old, &spec);
+    let mut second = start(young, &Spec::new("young").peer(first.addr()));
+    register_topics(first.as_mut());
+    register_topics(second.as_mut());
+    for i in 0..50 {
+        first
+            .put(KV, format!("old-{i}").as_bytes(), b"1")
+            .expect("put");
+        second
+            .put(KV, format!("young-{i}").as_bytes(), b"2")
+            .expect("put");
+    }
+    let nodes = vec![first, second];
+    wait_converged(&nodes, 100, Duration::from_secs(10));
+    for node in nodes {
+        node.shutdown();
+    }
 }

@@ -1,9 +1,16 @@
 //! Driver tests on virtual time: a tiny in-memory "network" plays the adapter.
 
 use super::*;
+use crate::store::MemStore;
+use crate::topic::{QueryError, TopicConfig};
+use crate::util::{BreakerState, RetryPolicy};
+use bytes::Bytes;
+use core::num::NonZeroU32;
 use std::collections::BTreeMap;
-use std::sync::mpsc;
 use std::vec;
+
+/// Unix time at every test node's start unless a test says otherwise (2027-01-15).
+const UNIX_START: Duration = Duration::from_secs(1_800_000_000);
 
 const KIND: u16 = 0x5801;
 
@@ -37,11 +44,21 @@ struct Net {
     closes: Vec<(usize, ConnId)>,
     dials: Vec<(usize, String, Instant)>,
     aborted: Vec<(usize, DialId)>,
+    persisted: Vec<(usize, PersistKey, Bytes)>,
+    /// How long each node's process had been up when the net started: its instants
+    /// are the net's plus this.
+    uptimes: Vec<Duration>,
     now: Instant,
 }
 
 impl Net {
     fn new(names: &[&'static str], config: DriverConfig) -> Self {
+        Self::with_uptimes(names, config, &vec![Duration::ZERO; names.len()])
+    }
+
+    /// Nodes whose processes started `uptimes` before the net (Unix time is the same
+    /// for all).
+    fn with_uptimes(names: &[&'static str], config: DriverConfig, uptimes: &[Duration]) -> Self {
         let nodes = names
             .iter()
             .enumerate()
@@ -51,7 +68,8 @@ impl Net {
                     Config::default(),
                     i as u64,
                     config.clone(),
-                    Instant::ZERO,
+                    Instant::ZERO + uptimes[i],
+                    UNIX_START,
                 )
                 .unwrap()
             })
@@ -68,8 +86,15 @@ impl Net {
             closes: Vec::new(),
             dials: Vec::new(),
             aborted: Vec::new(),
+            persisted: Vec::new(),
+            uptimes: uptimes.to_vec(),
             now: Instant::ZERO,
         }
+    }
+
+    /// Node `i`'s instant now.
+    fn t(&self, i: usize) -> Instant {
+        self.now + self.uptimes[i]
     }
 
     fn addr(i: usize) -> String {
@@ -93,7 +118,7 @@ impl Net {
     }
 
     fn apply(&mut self, i: usize, out: Output) {
-        let now = self.now;
+        let now = self.t(i);
         match out {
             Output::Write { conn, bytes } => {
                 if self.held.contains(&(i, conn)) {
@@ -101,7 +126,8 @@ impl Net {
                     return;
                 }
                 if let Some(&(j, other)) = self.links.get(&(i, conn)) {
-                    self.nodes[j].handle_bytes(now, other, &bytes);
+                    let t = self.t(j);
+                    self.nodes[j].handle_bytes(t, other, &bytes);
                 }
                 self.nodes[i].handle_written(now, conn);
             }
@@ -109,7 +135,8 @@ impl Net {
                 self.closes.push((i, conn));
                 if let Some((j, other)) = self.links.remove(&(i, conn)) {
                     self.links.remove(&(j, other));
-                    self.nodes[j].handle_disconnected(now, other);
+                    let t = self.t(j);
+                    self.nodes[j].handle_disconnected(t, other);
                 }
             }
             Output::Emit(event) => self.events.push((i, event)),
@@ -122,11 +149,15 @@ impl Net {
                 }
             }
             Output::AbortDial { dial } => self.aborted.push((i, dial)),
+            Output::Persist { key, bytes } => {
+                self.persisted.push((i, key, bytes));
+                self.nodes[i].handle_persisted(now, key, true);
+            }
         }
     }
 
     fn answer_dial(&mut self, i: usize, dial: DialId, addr: &str) {
-        let now = self.now;
+        let now = self.t(i);
         let j = (0..self.nodes.len())
             .find(|&j| Self::addr(j) == addr)
             .unwrap();
@@ -137,7 +168,8 @@ impl Net {
         let Ok(c) = self.nodes[i].handle_dialed(now, dial, Some(addr.into())) else {
             return;
         };
-        let a = self.nodes[j].handle_accepted(now, None).unwrap();
+        let t = self.t(j);
+        let a = self.nodes[j].handle_accepted(t, None).unwrap();
         self.links.insert((i, c), (j, a));
         self.links.insert((j, a), (i, c));
     }
@@ -153,13 +185,20 @@ impl Net {
         self.pump();
         loop {
             let next = (0..self.nodes.len())
-                .filter_map(|i| self.nodes[i].poll_timeout())
+                .filter_map(|i| {
+                    let at = self.nodes[i].poll_timeout()?;
+                    Some(Instant::from_micros(
+                        at.as_micros()
+                            .saturating_sub(self.uptimes[i].as_micros() as u64),
+                    ))
+                })
                 .min();
             match next {
                 Some(at) if at <= t => {
                     self.now = self.now.max(at);
                     for i in 0..self.nodes.len() {
-                        self.nodes[i].handle_timeout(self.now);
+                        let now = self.t(i);
+                        self.nodes[i].handle_timeout(now);
                     }
                     self.pump();
                 }
@@ -168,20 +207,21 @@ impl Net {
         }
         self.now = t;
         for i in 0..self.nodes.len() {
-            self.nodes[i].handle_timeout(t);
+            let now = self.t(i);
+            self.nodes[i].handle_timeout(now);
         }
         self.pump();
     }
 
     /// Kills node `j`: all its links drop (the others see EOF); it refuses dials.
     fn kill(&mut self, j: usize) {
-        let now = self.now;
         self.up[j] = false;
         let mine: Vec<_> = self.links.keys().filter(|k| k.0 == j).copied().collect();
         for key in mine {
             if let Some((o, oc)) = self.links.remove(&key) {
                 self.links.remove(&(o, oc));
-                self.nodes[o].handle_disconnected(now, oc);
+                let t = self.t(o);
+                self.nodes[o].handle_disconnected(t, oc);
             }
         }
         self.pump();
@@ -196,7 +236,7 @@ impl Net {
     }
 
     fn connect(&mut self, i: usize, j: usize) {
-        let now = self.now;
+        let now = self.t(i);
         self.nodes[i].add_peer(now, Self::addr(j));
         self.nodes[i].handle_timeout(now);
         self.pump();
@@ -207,19 +247,6 @@ impl Net {
             d.engine_mut().register_frame_kind(KIND, 1024).unwrap();
         }
     }
-}
-
-#[test]
-fn clock_converts_both_ways() {
-    let clock = Clock::new();
-    let later = clock.epoch + Duration::from_millis(1500);
-    assert_eq!(clock.to_instant(later), ms(1500));
-    assert_eq!(clock.to_std(ms(1500)), later);
-    assert_eq!(clock.to_instant(clock.epoch), Instant::ZERO);
-    // Far-future instants clamp instead of panicking.
-    assert!(clock.to_std(Instant::MAX) > later);
-    assert!(clock.now() >= Instant::ZERO);
-    assert_eq!(clock.until(ms(5), ms(3)), Duration::ZERO);
 }
 
 #[test]
@@ -513,15 +540,15 @@ fn simultaneous_dials_keep_the_connection_dialed_by_the_higher_id() {
 }
 
 #[test]
-fn shutdown_closes_everything_and_runs_the_hook() {
-    let mut net = Net::new(&["a", "b", "c"], config());
+fn shutdown_closes_everything_then_hands_out_the_state() {
+    let cfg = DriverConfig {
+        persist_interval: Some(Duration::from_secs(30)),
+        ..config()
+    };
+    let mut net = Net::new(&["a", "b", "c"], cfg);
     net.connect(0, 1);
     net.defer_dials = true;
     net.connect(0, 2); // left dialing
-    let (tx, rx) = mpsc::channel();
-    net.nodes[0].set_shutdown_hook(Box::new(move |engine, _| {
-        tx.send(engine.stats().connections).unwrap();
-    }));
     let now = net.now;
     net.nodes[0].shutdown(now);
     assert!(!net.nodes[0].is_finished());
@@ -533,9 +560,11 @@ fn shutdown_closes_everything_and_runs_the_hook() {
         net.nodes[0].handle_accepted(now, None),
         Err(OpenError::ShuttingDown)
     ));
-    let d = net.nodes.remove(0);
-    d.finish(now);
-    assert_eq!(rx.recv().unwrap(), 0);
+    // The final state comes out once, after the last connection closed.
+    let mine: Vec<_> = net.persisted.iter().filter(|p| p.0 == 0).collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].1, PersistKey::DeltaState);
+    assert_eq!(net.nodes[0].stats().persists, 1);
 }
 
 #[test]
@@ -551,51 +580,6 @@ fn bad_input_closes_one_connection_only() {
     assert_eq!(net.peers(0).len(), 1);
 }
 
-#[test]
-fn subscribers_drop_for_the_slow_and_forget_the_gone() {
-    let subs = Subscribers::new();
-    let (fast_tx, fast_rx) = mpsc::sync_channel(8);
-    let (slow_tx, slow_rx) = mpsc::sync_channel(1);
-    let (gone_tx, gone_rx) = mpsc::sync_channel(8);
-    subs.add(fast_tx);
-    subs.add(slow_tx);
-    subs.add(gone_tx);
-    drop(gone_rx);
-    let event = Event::DigestMatch {
-        peer: NodeId::from_static("x"),
-    };
-    subs.deliver(&event);
-    subs.deliver(&event);
-    assert_eq!(subs.len(), 2);
-    assert_eq!(subs.dropped(), 1);
-    assert_eq!(fast_rx.try_iter().count(), 2);
-    assert_eq!(slow_rx.try_iter().count(), 1);
-}
-
-#[test]
-fn topic_subscribers_get_only_their_topics_messages() {
-    let subs = Subscribers::new();
-    let (all_tx, all_rx) = mpsc::sync_channel(8);
-    let (chat_tx, chat_rx) = mpsc::sync_channel(8);
-    subs.add(all_tx);
-    subs.add_topic(chat_tx, "chat");
-    let message = |topic: &str| Event::Message {
-        topic: String::from(topic),
-        from: NodeId::from_static("x"),
-        payload: Bytes::from_static(b"hi"),
-        id: crate::rumor::rumor_id(topic.as_bytes()),
-        hop: 1,
-    };
-    subs.deliver(&message("chat"));
-    subs.deliver(&message("news"));
-    subs.deliver(&Event::DigestMatch {
-        peer: NodeId::from_static("x"),
-    });
-    assert_eq!(all_rx.try_iter().count(), 3);
-    let got: Vec<Event> = chat_rx.try_iter().collect();
-    assert_eq!(got, vec![message("chat")]);
-}
-
 fn serve(net: &mut Net) {
     for (i, d) in net.nodes.iter_mut().enumerate() {
         let handler = move |_: &NodeId, _: &str, p: &[u8]| {
@@ -609,36 +593,40 @@ fn serve(net: &mut Net) {
 }
 
 #[test]
-fn query_outcome_reaches_its_callback_once() {
+fn query_outcome_arrives_once_as_an_event() {
     let mut net = Net::new(&["a", "b", "c"], config());
     serve(&mut net);
     net.connect(0, 1);
     net.connect(0, 2);
     net.run_until(ms(100));
-    let (tx, rx) = mpsc::channel();
     let now = net.now;
     let id = net.nodes[0]
-        .query(
-            now,
-            "ask",
-            Bytes::from_static(b"q"),
-            Duration::from_secs(1),
-            Box::new(move |outcome| tx.send(outcome).unwrap()),
-        )
+        .query(now, "ask", Bytes::from_static(b"q"), Duration::from_secs(1))
         .unwrap();
-    assert_eq!(net.nodes[0].pending_queries(), 1);
-    net.run_until(ms(200));
-    let outcome = rx.try_recv().unwrap();
-    assert_eq!(outcome.id, id);
-    assert!(!outcome.timed_out);
-    let mut replies: Vec<Bytes> = outcome.replies.into_iter().map(|r| r.payload).collect();
+    net.run_until(ms(2_000));
+    let outcomes: Vec<_> = net
+        .events
+        .iter()
+        .filter_map(|(i, e)| match e {
+            Event::QueryComplete {
+                id: got,
+                replies,
+                timed_out,
+                ..
+            } if *i == 0 => Some((*got, replies.clone(), *timed_out)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outcomes.len(), 1);
+    let (got, replies, timed_out) = outcomes.into_iter().next().unwrap();
+    assert_eq!(got, id);
+    assert!(!timed_out);
+    let mut replies: Vec<Bytes> = replies.into_iter().map(|r| r.payload).collect();
     replies.sort();
     assert_eq!(
         replies,
         vec![Bytes::from_static(b"q1"), Bytes::from_static(b"q2")]
     );
-    assert_eq!(net.nodes[0].pending_queries(), 0);
-    assert!(rx.try_recv().is_err());
 }
 
 #[test]
@@ -655,85 +643,216 @@ fn typed_errors_for_unknown_topics_and_no_responders() {
     ));
     serve(&mut net);
     let err = net.nodes[0]
-        .query(
-            now,
-            "ask",
-            Bytes::new(),
-            Duration::from_secs(1),
-            Box::new(|_| {}),
-        )
+        .query(now, "ask", Bytes::new(), Duration::from_secs(1))
         .unwrap_err();
     assert!(matches!(err, HandleError::Query(QueryError::NoResponders)));
-    assert_eq!(net.nodes[0].pending_queries(), 0);
+}
+
+fn stateful(net: &mut Net, topic: &str) {
+    for i in 0..net.nodes.len() {
+        let t = net.t(i);
+        let me = net.nodes[i].engine().node_id().clone();
+        net.nodes[i]
+            .register_topic(t, topic, TopicConfig::stateful(MemStore::new(me, [1; 32])))
+            .unwrap();
+    }
+}
+
+fn fingerprint(d: &Driver, topic: &str) -> (usize, u64) {
+    let snap = d.snapshot();
+    let s = snap.stores.iter().find(|s| s.0 == topic).unwrap();
+    (s.1, s.2)
 }
 
 #[test]
-fn delta_state_is_saved_at_finish_and_snapshot_reports_stores() {
-    let dir = std::env::temp_dir().join(std::format!("whisper-driver-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+fn state_is_persisted_as_outputs_and_snapshot_reports_stores() {
     let cfg = DriverConfig {
-        persist_dir: Some(dir.clone()),
+        persist_interval: Some(Duration::from_secs(30)),
         ..config()
     };
     let mut net = Net::new(&["a", "b"], cfg);
-    for d in &mut net.nodes {
-        let me = d.engine().node_id().clone();
-        d.register_topic(
-            Instant::ZERO,
-            "kv",
-            TopicConfig::stateful(crate::store::MemStore::new(me, [1; 32])),
-        )
-        .unwrap();
-    }
+    stateful(&mut net, "kv");
     net.connect(0, 1);
     let now = net.now;
     net.nodes[1].put(now, "kv", b"k", b"v").unwrap();
-    net.run_until(ms(30_000));
+    // Nothing is handed out before the first period; then once per period, with no
+    // shutdown (a crash loses at most one period).
+    net.run_until(ms(29_000));
+    assert!(net.persisted.iter().all(|p| p.0 != 0));
+    net.run_until(ms(61_000));
+    assert_eq!(net.nodes[0].stats().persists, 2);
+    assert_eq!(net.nodes[0].stats().persist_errors, 0);
+    let (_, key, bytes) = net
+        .persisted
+        .iter()
+        .rev()
+        .find(|p| p.0 == 0)
+        .unwrap()
+        .clone();
+    assert_eq!(key, PersistKey::DeltaState);
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    assert!(text.contains("\"kv\"") && text.contains("\"b\""), "{text}");
     let snap = net.nodes[0].snapshot();
     assert_eq!(snap.members, vec![NodeId::from_static("b")]);
-    assert_eq!(snap.stores.len(), 1);
-    assert_eq!(snap.stores[0].1, 1);
-    assert_eq!(snap.stores[0].2, net.nodes[1].snapshot().stores[0].2);
-    let d = net.nodes.remove(0);
-    d.finish(ms(30_000));
-    let text = std::fs::read_to_string(dir.join("delta.json")).unwrap();
-    assert!(text.contains("kv"), "{text}");
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        fingerprint(&net.nodes[0], "kv"),
+        fingerprint(&net.nodes[1], "kv")
+    );
+    assert_eq!(fingerprint(&net.nodes[0], "kv").0, 1);
+    // A failed save is counted, and the next period tries again.
+    let t = net.now;
+    net.nodes[0].handle_persisted(t, PersistKey::DeltaState, false);
+    assert_eq!(net.nodes[0].stats().persist_errors, 1);
 }
 
 #[test]
-fn delta_state_is_saved_periodically_without_a_shutdown() {
-    let dir = std::env::temp_dir().join(std::format!(
-        "whisper-driver-periodic-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    let cfg = DriverConfig {
-        persist_dir: Some(dir.clone()),
-        ..config()
-    };
-    let mut net = Net::new(&["a", "b"], cfg);
-    for d in &mut net.nodes {
-        let me = d.engine().node_id().clone();
-        d.register_topic(
-            Instant::ZERO,
-            "kv",
-            TopicConfig::stateful(crate::store::MemStore::new(me, [1; 32])),
-        )
-        .unwrap();
-    }
+fn restored_state_resumes_delta_sync_and_bad_state_is_refused() {
+    let mut net = Net::new(&["a", "b"], config());
+    stateful(&mut net, "kv");
     net.connect(0, 1);
     let now = net.now;
     net.nodes[1].put(now, "kv", b"k", b"v").unwrap();
-    // Before the first period nothing is written; after it the file is there, with no
-    // finish() (a crash would lose at most one period).
-    net.run_until(ms(29_000));
-    assert_eq!(net.nodes[0].stats().delta_saves, 0);
-    assert!(!dir.join("delta.json").exists());
-    net.run_until(ms(61_000));
-    assert_eq!(net.nodes[0].stats().delta_saves, 2);
-    assert_eq!(net.nodes[0].stats().persist_errors, 0);
-    let text = std::fs::read_to_string(dir.join("delta.json")).unwrap();
-    assert!(text.contains("kv"), "{text}");
-    let _ = std::fs::remove_dir_all(&dir);
+    net.run_until(ms(5_000));
+    let t = net.now;
+    net.nodes[0].persist_now(t);
+    net.pump();
+    let saved = net
+        .persisted
+        .iter()
+        .rev()
+        .find(|p| p.0 == 0)
+        .unwrap()
+        .2
+        .clone();
+    let before = net.nodes[0].engine().delta_stats("kv");
+    assert_eq!(before.len(), 1);
+    // A new driver for "a" restores before and after registering its topic alike.
+    for restore_first in [true, false] {
+        let mut d = Driver::new(
+            NodeId::from_static("a"),
+            Config::default(),
+            9,
+            config(),
+            t,
+            UNIX_START + Duration::from_micros(t.as_micros()),
+        )
+        .unwrap();
+        let me = NodeId::from_static("a");
+        let topic = TopicConfig::stateful(MemStore::new(me, [1; 32]));
+        if restore_first {
+            assert_eq!(d.restore(t, PersistKey::DeltaState, &saved).unwrap(), 1);
+            d.register_topic(t, "kv", topic).unwrap();
+        } else {
+            d.register_topic(t, "kv", topic).unwrap();
+            assert_eq!(d.restore(t, PersistKey::DeltaState, &saved).unwrap(), 1);
+        }
+        assert_eq!(d.engine().delta_stats("kv"), before);
+    }
+    let mut d = Driver::new(
+        NodeId::from_static("a"),
+        Config::default(),
+        9,
+        config(),
+        t,
+        UNIX_START,
+    )
+    .unwrap();
+    assert!(
+        d.restore(t, PersistKey::DeltaState, b"{\"version\":1,\"peers\":[{")
+            .is_err()
+    );
+}
+
+// ---- the wall clock is Unix time, whenever the process started -------------------------
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[test]
+fn nodes_whose_processes_started_an_hour_apart_converge() {
+    // "a" has been up for an hour when "b" starts: their monotonic clocks differ by an
+    // hour, their Unix clocks agree.
+    let mut net = Net::with_uptimes(&["a", "b"], config(), &[HOUR, Duration::ZERO]);
+    stateful(&mut net, "kv");
+    for i in 0..2 {
+        let t = net.t(i);
+        net.nodes[i].put(t, "kv", &[b'k', i as u8], b"v").unwrap();
+        // Records are stamped with Unix time, not the process's uptime.
+        let wall = Duration::from_micros(net.nodes[i].engine().wall_clock_micros());
+        assert!(
+            wall.abs_diff(UNIX_START) < Duration::from_secs(1),
+            "{wall:?}"
+        );
+    }
+    net.connect(1, 0);
+    net.run_until(ms(30_000));
+    assert_eq!(fingerprint(&net.nodes[0], "kv").0, 2);
+    assert_eq!(
+        fingerprint(&net.nodes[0], "kv"),
+        fingerprint(&net.nodes[1], "kv")
+    );
+}
+
+#[test]
+fn broadcast_expiry_is_unix_time() {
+    // "a" (another implementation, configured by hand) runs two hours slow: a one-hour
+    // TTL it stamps expired an hour ago in Unix time, and "b" (an hour of uptime,
+    // correct Unix clock) must drop it; a three-hour TTL is still alive.
+    let mut net = Net::with_uptimes(&["a", "b"], config(), &[Duration::ZERO, HOUR]);
+    let slow = Config {
+        wall_clock_offset: UNIX_START - 2 * HOUR,
+        ..Config::default()
+    };
+    let engine = Engine::new(NodeId::from_static("a"), slow, 0, Instant::ZERO).unwrap();
+    net.nodes[0] = Driver::with_engine(engine, config(), 0, Instant::ZERO);
+    for ttl in [HOUR, 3 * HOUR] {
+        let name = std::format!("ttl{}", ttl.as_secs() / 3600);
+        for j in 0..2 {
+            let t = net.t(j);
+            let topic = TopicConfig::broadcast().with_ttl(ttl);
+            net.nodes[j].register_topic(t, &name, topic).unwrap();
+            net.nodes[j].subscribe(&name).unwrap();
+        }
+    }
+    net.connect(1, 0);
+    net.run_until(ms(1_000));
+    let t = net.t(0);
+    net.nodes[0]
+        .publish(t, "ttl1", Bytes::from_static(b"stale"))
+        .unwrap();
+    net.nodes[0]
+        .publish(t, "ttl3", Bytes::from_static(b"fresh"))
+        .unwrap();
+    net.run_until(ms(3_000));
+    let got: Vec<&str> = net
+        .events
+        .iter()
+        .filter_map(|(i, e)| match e {
+            Event::Message { topic, .. } if *i == 1 => Some(topic.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, vec!["ttl3"]);
+}
+
+#[test]
+fn a_foreign_record_stamped_with_unix_time_is_applied() {
+    // The writer is an engine configured by hand, as another implementation would be:
+    // its records carry real Unix HLCs. "b" has been up for an hour.
+    let mut net = Net::with_uptimes(&["x", "b"], config(), &[Duration::ZERO, HOUR]);
+    let foreign = Config {
+        wall_clock_offset: UNIX_START,
+        ..Config::default()
+    };
+    let engine = Engine::new(NodeId::from_static("x"), foreign, 5, Instant::ZERO).unwrap();
+    net.nodes[0] = Driver::with_engine(engine, config(), 5, Instant::ZERO);
+    stateful(&mut net, "kv");
+    let t = net.t(0);
+    net.nodes[0].put(t, "kv", b"k", b"v").unwrap();
+    net.connect(1, 0);
+    net.run_until(ms(10_000));
+    assert_eq!(fingerprint(&net.nodes[1], "kv").0, 1);
+    assert_eq!(
+        fingerprint(&net.nodes[0], "kv"),
+        fingerprint(&net.nodes[1], "kv")
+    );
 }

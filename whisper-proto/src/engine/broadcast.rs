@@ -26,8 +26,9 @@
 //!
 //! Between `TOPICS` peers a G3 payload is an envelope whose first byte is its kind:
 //! a [`TopicBroadcast`] (0x01) for a BroadcastOnly publish, or a [`TopicRecord`]
-//! (0x02) for a StatefulMerge mutation (`put`/`delete`). Any other payload is rejected
-//! and neither ACKed nor forwarded. An expired broadcast is neither delivered nor
+//! (0x02) for a StatefulMerge mutation (`put`/`delete`). A received payload is parsed
+//! once into an [`Envelope`]; its delivery and relay admission use that view. Any other
+//! payload is rejected ([`MessageError::Broadcast`]) and neither ACKed nor forwarded. An expired broadcast is neither delivered nor
 //! forwarded (it is still ACKed). A publish larger than
 //! [`Limits::max_rumor_send`](crate::wire::Limits::max_rumor_send) is refused with
 //! [`PublishError::TooLarge`]: a BroadcastOnly topic has no G1 path. A StatefulMerge
@@ -43,17 +44,14 @@
 //! Every pusher notification is an [`Event::Rumor`] except `Received`: an accepted rumor
 //! is reported by its effect, [`Event::Message`] or [`Event::RecordApplied`].
 
-use super::{ConnError, Engine, Timer};
+use super::{Engine, MessageError, Timer};
 use crate::action::Event;
 use crate::hypercube::{HypercubeError, MemberInfo};
 use crate::node::{ConnId, NodeId};
 use crate::rumor::{PushError, PusherOutput, RumorEvent, RumorId, rumor_id};
 use crate::time::Instant;
-use crate::topic::{PublishError, TopicError, TopicMode};
-use crate::wire::{
-    BroadcastError, Capabilities, FROM_DIM_ORIGIN, Frame, KIND_TOPIC_BROADCAST, KIND_TOPIC_RECORD,
-    Rumor, RumorAck, TopicBroadcast, TopicRecord,
-};
+use crate::topic::{Pressure, PublishError, TopicError, TopicMode};
+use crate::wire::{Capabilities, Envelope, Frame, Rumor, RumorAck, TopicBroadcast, TopicRecord};
 use alloc::string::String;
 use alloc::vec::Vec;
 use bytes::Bytes;
@@ -105,23 +103,21 @@ impl Engine {
         if len > max {
             return Err(PublishError::TooLarge { len, max });
         }
-        // Egress is charged for the frames the origin really sends: one per cube
-        // dimension with members (the fallback's fan-out when the cube is not valid).
-        let targets = match self
-            .rumor
-            .cube()
-            .forward_targets(FROM_DIM_ORIGIN, None)
-            .len()
-        {
-            0 => self.flow_targets(None),
-            n => n,
-        };
-        self.flow_admit_publish(priority, len, targets)
+        self.flow_admit_publish(priority)
             .map_err(PublishError::Backpressure)?;
         let bytes = envelope.encode().map_err(|_| TopicError::InvalidName)?;
-        let published = self.rumor.publish(self.now, bytes);
+        // Egress is charged for the frames the pusher routes this publish to (refused:
+        // nothing is sent and the pusher is unchanged).
+        let now = self.now;
+        let flow = &mut self.flow;
+        let published = self.rumor.publish_if(now, bytes, |frames| {
+            flow.admit_egress(now, len, frames, priority)
+        });
         let id = match published {
             Ok(id) => id,
+            Err(PushError::Refused { .. }) => {
+                return Err(PublishError::Backpressure(Pressure::Egress));
+            }
             Err(PushError::TooLarge { len, max }) => {
                 return Err(PublishError::TooLarge {
                     len,
@@ -142,9 +138,7 @@ impl Engine {
                 hop: 0,
             });
         }
-        self.publishing = true;
-        self.drain_rumor();
-        self.publishing = false;
+        self.drain_rumor_with(None, true);
         Ok(id)
     }
 
@@ -246,8 +240,8 @@ impl Engine {
             return;
         };
         // TooLarge: G1 carries it. Duplicate: the same record bytes already went out.
-        let _ = self.rumor.publish(self.now, bytes);
-        self.drain_rumor();
+        let _ = self.rumor.publish(self.now, bytes.clone());
+        self.drain_rumor_with(Some((&bytes, &Envelope::Record(envelope))), false);
     }
 
     /// The pusher's ACK deadlines passed.
@@ -259,17 +253,26 @@ impl Engine {
     /// Hands every pusher output to the driver or the application, then re-arms the
     /// engine-wide rumor timer.
     pub(super) fn drain_rumor(&mut self) {
+        self.drain_rumor_with(None, false);
+    }
+
+    /// [`drain_rumor`](Self::drain_rumor), where `known` is a payload the caller just
+    /// gave the pusher with its envelope, parsed once (its outputs are not parsed
+    /// again), and `origin_charged` says the origin frames were already charged
+    /// ([`Engine::publish`]).
+    fn drain_rumor_with(&mut self, known: Option<(&Bytes, &Envelope)>, origin_charged: bool) {
         while let Some(out) = self.rumor.poll_output() {
             match out {
-                PusherOutput::Send { to, frame } => match self.rumor_conn(&to) {
+                PusherOutput::Send { to, frame, origin } => match self.rumor_conn(&to) {
                     Some(conn) => {
                         let frame = Frame::from(frame);
                         if let Frame::Rumor(r) = &frame {
-                            // Origin frames were charged by `publish`; relays and their
-                            // retries are charged here, by their topic's priority. A
-                            // refused relay goes unsent: its ACK times out and the
-                            // pusher's retry and drop rules take over.
-                            if !self.publishing && !self.admit_rumor_relay(&r.payload) {
+                            // A publish's own frames were charged by `publish`; relays,
+                            // record pushes and every retry are charged here, by their
+                            // topic's priority. A refused frame goes unsent: its ACK times
+                            // out and the pusher's retry and drop rules take over.
+                            let charged = origin && origin_charged;
+                            if !charged && !self.admit_rumor_relay(&r.payload, known) {
                                 continue;
                             }
                         }
@@ -286,7 +289,7 @@ impl Engine {
                     payload,
                     from,
                     hop,
-                } => self.deliver_rumor(id, payload, &from, hop),
+                } => self.deliver_rumor(id, &payload, known, &from, hop),
                 PusherOutput::Event(RumorEvent::Received { .. }) => {}
                 PusherOutput::Event(e) => self.emit(Event::Rumor(e)),
             }
@@ -295,67 +298,73 @@ impl Engine {
         self.set_global_timer(Timer::Rumor, at);
     }
 
-    /// Egress admission for relaying a rumor payload to one peer, by the priority of the
-    /// topic named in its envelope (the default topic for a raw record).
-    fn admit_rumor_relay(&mut self, payload: &[u8]) -> bool {
-        let topic = match payload {
-            [KIND_TOPIC_BROADCAST | KIND_TOPIC_RECORD, len, rest @ ..] if *len > 0 => rest
-                .get(..usize::from(*len))
-                .and_then(|t| core::str::from_utf8(t).ok())
-                .map(String::from),
-            _ => self.topics.default_stateful().map(String::from),
+    /// Egress admission for sending a rumor payload to one peer, by the priority of the
+    /// topic named in its envelope (the default StatefulMerge topic for a record
+    /// envelope without one). The envelope is `known`'s when the payload is its own,
+    /// else parsed here.
+    fn admit_rumor_relay(&mut self, payload: &Bytes, known: Option<(&Bytes, &Envelope)>) -> bool {
+        let named = match known {
+            Some((bytes, envelope)) if bytes == payload => Some(String::from(envelope.topic())),
+            _ => Envelope::decode(payload)
+                .ok()
+                .map(|e| String::from(e.topic())),
         };
-        let topic = topic.unwrap_or_default();
+        let topic = match named {
+            Some(topic) if !topic.is_empty() => topic,
+            _ => self
+                .topics
+                .default_stateful()
+                .map(String::from)
+                .unwrap_or_default(),
+        };
         self.flow_admit_relay(&topic, payload.len(), 1)
     }
 
     /// Applies an accepted rumor: a broadcast to its subscriber, a record to its store.
-    fn deliver_rumor(&mut self, id: RumorId, payload: Bytes, from: &NodeId, hop: u8) {
-        match payload.first().copied() {
-            Some(KIND_TOPIC_BROADCAST) => {
-                let Ok(envelope) = TopicBroadcast::decode(&payload) else {
-                    return;
-                };
+    /// The envelope is `known`'s when the payload is its own, else parsed here.
+    fn deliver_rumor(
+        &mut self,
+        id: RumorId,
+        payload: &Bytes,
+        known: Option<(&Bytes, &Envelope)>,
+        from: &NodeId,
+        hop: u8,
+    ) {
+        let parsed;
+        let envelope = match known {
+            Some((bytes, envelope)) if bytes == payload => envelope,
+            _ => match Envelope::decode(payload) {
+                Ok(envelope) => {
+                    parsed = envelope;
+                    &parsed
+                }
+                Err(_) => return,
+            },
+        };
+        match envelope {
+            Envelope::Broadcast(b) => {
                 let subscribed = self
                     .topics
                     .topics
-                    .get(&envelope.topic)
+                    .get(&b.topic)
                     .is_some_and(|t| t.subscribed && t.mode == TopicMode::BroadcastOnly);
                 if subscribed {
                     self.stats.broadcasts_delivered += 1;
                     self.emit(Event::Message {
-                        topic: envelope.topic,
-                        from: envelope.origin,
-                        payload: envelope.payload,
+                        topic: b.topic.clone(),
+                        from: b.origin.clone(),
+                        payload: b.payload.clone(),
                         id,
                         hop,
                     });
                 }
             }
-            Some(KIND_TOPIC_RECORD) => {
-                let Ok(envelope) = TopicRecord::decode(&payload) else {
-                    return;
-                };
-                match self.resolve_topic(&envelope.topic) {
-                    Some(topic) => {
-                        self.apply_records(&topic, from, &[envelope.record]);
-                    }
-                    None => self.stats.unknown_topic += 1,
+            Envelope::Record(r) => match self.resolve_topic(&r.topic) {
+                Some(topic) => {
+                    self.apply_records(&topic, from, core::slice::from_ref(&r.record));
                 }
-            }
-            _ => {}
-        }
-    }
-
-    /// Checks a G3 payload from a `TOPICS` peer before the pusher sees it. `Ok(false)`:
-    /// a valid but expired broadcast.
-    fn check_envelope(&self, payload: &Bytes) -> Result<bool, BroadcastError> {
-        match payload.first().copied() {
-            Some(KIND_TOPIC_RECORD) => TopicRecord::decode(payload).map(|_| true),
-            _ => {
-                let envelope = TopicBroadcast::decode(payload)?;
-                Ok(envelope.expires_ms == 0 || self.wall_us() / 1000 < envelope.expires_ms)
-            }
+                None => self.stats.unknown_topic += 1,
+            },
         }
     }
 
@@ -384,19 +393,23 @@ impl Engine {
             }
             return;
         }
-        match self.check_envelope(&rumor.payload) {
-            Err(e) => self.reject(conn, ConnError::Broadcast(e)),
-            Ok(false) => {
+        // The one parse of this payload: the pusher's outputs for it reuse the view.
+        let envelope = match Envelope::decode(&rumor.payload) {
+            Ok(envelope) => envelope,
+            Err(e) => return self.reject(conn, MessageError::Broadcast(e)),
+        };
+        if let Envelope::Broadcast(b) = &envelope {
+            if b.expires_ms != 0 && self.wall_us() / 1000 >= b.expires_ms {
                 self.stats.broadcasts_expired += 1;
                 if acks {
                     self.send_ack(conn, rumor_id(&rumor.payload));
                 }
-            }
-            Ok(true) => {
-                self.rumor.handle_rumor(self.now, &peer, rumor, acks);
-                self.drain_rumor();
+                return;
             }
         }
+        let payload = rumor.payload.clone();
+        self.rumor.handle_rumor(self.now, &peer, rumor, acks);
+        self.drain_rumor_with(Some((&payload, &envelope)), false);
     }
 
     /// A G3-ACK.

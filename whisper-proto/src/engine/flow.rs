@@ -1,7 +1,9 @@
 //! Flow control wired into the engine (issue 5): the per-peer adaptive cadence, the
 //! backpressure signal and the sender-side backoff, the rate limiter, the CPU gate and
 //! the RTT measurer. The engine files call the small hooks below; the logic lives in
-//! [`crate::adaptive`], [`crate::ratelimit`], [`crate::cpu_gate`] and [`crate::rtt`].
+//! [`crate::flow`]: [`adaptive`](crate::flow::adaptive),
+//! [`token_bucket`](crate::flow::token_bucket), [`cpu_gate`](crate::flow::cpu_gate) and
+//! [`rtt`](crate::flow::rtt).
 //!
 //! # Definitions
 //! * **Pending exchanges** (backpressure): G1 exchange replies this node has queued that
@@ -25,7 +27,8 @@
 //!   ([`Event::PeerCooldown`] when it starts). A dropped G1 request goes unanswered: the
 //!   peer's own exchange timeout handles it.
 //! * **Outbound**: publish, query, query responses and broadcast relays take egress
-//!   tokens (bytes × targets) at their topic's priority; the overload queue is the
+//!   tokens (bytes × frames) at their topic's priority (a publish: the frames the rumor
+//!   pusher actually routes it to); the overload queue is the
 //!   engine's pending action count ([`Engine::poll_action`] not yet drained): at
 //!   [`RateLimitConfig::queue_threshold`] (default 1024) publishes on topics of priority
 //!   ≤ 0 are refused with [`PublishError::Backpressure`]; higher priorities are bounded
@@ -35,14 +38,14 @@
 
 use super::{Engine, Role, Timer};
 use crate::action::Event;
-use crate::adaptive::{
+use crate::config::Config;
+use crate::flow::adaptive::{
     AdaptiveInterval, AdaptiveStats, BackpressureMonitor, ExchangeOutcome, PeerBackoff,
 };
-use crate::config::Config;
-use crate::cpu_gate::CpuGate;
+use crate::flow::cpu_gate::CpuGate;
+use crate::flow::rtt::RttMeasurer;
+use crate::flow::token_bucket::{RateLimitConfig, RateLimitStats, TokenBucketLimiter, Verdict};
 use crate::node::{ConnId, NodeId};
-use crate::ratelimit::{RateLimitConfig, RateLimitStats, RateLimiter, Verdict};
-use crate::rtt::RttMeasurer;
 use crate::time::{Duration, Instant};
 use crate::topic::Pressure;
 use crate::wire::Frame;
@@ -51,7 +54,7 @@ use alloc::collections::VecDeque;
 /// Engine-wide flow state.
 #[derive(Debug)]
 pub(super) struct Flow {
-    limiter: RateLimiter,
+    limiter: TokenBucketLimiter,
     gate: CpuGate,
     rtt: RttMeasurer,
     monitor: BackpressureMonitor,
@@ -76,7 +79,7 @@ struct FlowCounters {
 impl Flow {
     pub(super) fn new(config: &Config, now: Instant) -> Self {
         Self {
-            limiter: RateLimiter::new(config.rate_limit, now),
+            limiter: TokenBucketLimiter::new(config.rate_limit, now),
             gate: CpuGate::new(config.cpu_gate),
             rtt: RttMeasurer::default(),
             monitor: BackpressureMonitor::new(config.backpressure_threshold),
@@ -84,6 +87,19 @@ impl Flow {
             popped: 0,
             counters: FlowCounters::default(),
         }
+    }
+
+    /// Takes egress for `frames` frames of `bytes` each at `priority`: the frames a
+    /// publish actually sends ([`crate::rumor::RumorPusher::publish_if`]).
+    pub(super) fn admit_egress(
+        &mut self,
+        now: Instant,
+        bytes: usize,
+        frames: usize,
+        priority: i32,
+    ) -> bool {
+        self.limiter
+            .allow_egress(now, bytes.saturating_mul(frames), priority)
     }
 
     /// The driver took one action.
@@ -303,13 +319,9 @@ impl Engine {
         bytes.saturating_mul(targets)
     }
 
-    /// A publish of `bytes` to `targets` peers on a topic of `priority`.
-    pub(super) fn flow_admit_publish(
-        &mut self,
-        priority: i32,
-        bytes: usize,
-        targets: usize,
-    ) -> Result<(), Pressure> {
+    /// A publish on a topic of `priority`: the CPU gate and the overload queue. Its
+    /// egress is taken from the frames the pusher actually sends ([`Flow::admit_egress`]).
+    pub(super) fn flow_admit_publish(&mut self, priority: i32) -> Result<(), Pressure> {
         if !self.flow.gate.allow() {
             self.flow.counters.cpu_refused += 1;
             return Err(Pressure::Cpu);
@@ -317,10 +329,6 @@ impl Engine {
         if priority <= 0 && self.flow.limiter.overloaded(self.actions.len()) {
             self.flow.limiter.count_backpressure();
             return Err(Pressure::Queue);
-        }
-        let total = self.fanout_bytes(bytes, targets);
-        if !self.flow.limiter.allow_egress(self.now, total, priority) {
-            return Err(Pressure::Egress);
         }
         Ok(())
     }
@@ -490,19 +498,5 @@ impl Engine {
             Some(until) if until > at => until,
             _ => at,
         }
-    }
-}
-
-impl Engine {
-    /// Peers a flooded broadcast goes to (every `TOPICS` peer except `except`).
-    pub(super) fn flow_targets(&self, except: Option<ConnId>) -> usize {
-        self.conns
-            .iter()
-            .filter(|(id, c)| {
-                Some(**id) != except
-                    && c.peer.is_some()
-                    && c.capabilities.contains(crate::wire::Capabilities::TOPICS)
-            })
-            .count()
     }
 }

@@ -35,7 +35,7 @@
 //! responder when the initiator's next request (G1, G2 or G2B) arrives, which proves
 //! the reply was read.
 
-use super::{ConnError, Engine, Role, Timer};
+use super::{Engine, MessageError, Role, Timer};
 use crate::action::Event;
 use crate::node::{ConnId, NodeId};
 use crate::topic::TopicMode;
@@ -634,7 +634,7 @@ impl Engine {
         let body = match self.codec.decode(body) {
             Ok(body) => body,
             Err(e) => {
-                self.reject(conn, ConnError::Body(e));
+                self.reject(conn, MessageError::Body(e));
                 match role {
                     // Never leave the initiator waiting: answer with an empty exchange
                     // carrying our fingerprint, which also tells it we still differ.

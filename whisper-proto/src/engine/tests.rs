@@ -61,8 +61,9 @@ fn assert_isolated_close(bytes: &[u8], check: impl Fn(&ConnError) -> bool) {
         a,
         Action::Emit(Event::FrameError {
             conn: ConnId(2),
+            error: InputError::Closed(closed),
             ..
-        })
+        }) if *closed == err
     )));
     assert!(actions.iter().any(|a| matches!(
         a,
@@ -180,7 +181,10 @@ fn stream_ending_mid_frame_is_a_truncation_error() {
     assert!(out.iter().any(|a| matches!(
         a,
         Action::Emit(Event::FrameError {
-            error: ConnError::Decode(DecodeError::Truncated { needed: 12, got: 5 }),
+            error: InputError::Closed(ConnError::Decode(DecodeError::Truncated {
+                needed: 12,
+                got: 5
+            })),
             ..
         })
     )));
@@ -489,7 +493,10 @@ fn undecodable_g1_request_gets_an_empty_reply_and_is_counted() {
     );
     assert!(out.iter().any(|a| matches!(
         a,
-        Action::Emit(Event::FrameError { error, .. }) if !error.is_fatal()
+        Action::Emit(Event::FrameError {
+            error: InputError::Dropped(MessageError::Body(_)),
+            ..
+        })
     )));
     assert!(closes(&out).is_empty());
     assert_eq!(e.stats().bodies_rejected, 1);

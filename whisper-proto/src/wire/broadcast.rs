@@ -173,6 +173,34 @@ impl TopicBroadcast {
     }
 }
 
+/// A G3 payload between `TOPICS` peers, parsed once: the envelope its first byte names.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum Envelope {
+    /// A BroadcastOnly message ([`KIND_TOPIC_BROADCAST`]).
+    Broadcast(TopicBroadcast),
+    /// A StatefulMerge record ([`KIND_TOPIC_RECORD`]).
+    Record(TopicRecord),
+}
+
+impl Envelope {
+    /// Parses a G3 payload: a [`TopicRecord`] when its kind is [`KIND_TOPIC_RECORD`],
+    /// else a [`TopicBroadcast`] (so any other kind is [`BroadcastError::Kind`]).
+    pub fn decode(bytes: &Bytes) -> Result<Self, BroadcastError> {
+        match bytes.first().copied() {
+            Some(KIND_TOPIC_RECORD) => TopicRecord::decode(bytes).map(Self::Record),
+            _ => TopicBroadcast::decode(bytes).map(Self::Broadcast),
+        }
+    }
+
+    /// The topic as on the wire; empty for a record of the default StatefulMerge topic.
+    pub fn topic(&self) -> &str {
+        match self {
+            Self::Broadcast(b) => &b.topic,
+            Self::Record(r) => &r.topic,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

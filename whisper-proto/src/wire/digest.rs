@@ -83,9 +83,6 @@ pub struct BucketDigest {
 }
 
 impl BucketDigest {
-    /// The reference's default bucket count.
-    pub const DEFAULT_BUCKETS: usize = 64;
-
     /// Encoded size.
     pub fn encoded_len(&self) -> usize {
         5 + 8 * self.digests.len()

@@ -52,7 +52,7 @@ mod snapshot;
 pub mod codec;
 
 pub use broadcast::{
-    BroadcastError, KIND_TOPIC_BROADCAST, KIND_TOPIC_RECORD, TopicBroadcast, TopicRecord,
+    BroadcastError, Envelope, KIND_TOPIC_BROADCAST, KIND_TOPIC_RECORD, TopicBroadcast, TopicRecord,
 };
 pub use decoder::FrameDecoder;
 pub use digest::{BucketDigest, Digest};

@@ -1,4 +1,4 @@
-//! G3 rumors: identity and deduplication.
+//! G3 rumors: identity, deduplication, and the push over the hypercube.
 //!
 //! A rumor's identity is its [`RumorId`], the BLAKE3-256 digest of the payload
 //! ([`rumor_id`]). The same function keys the originator's dedup entry, every receiver's

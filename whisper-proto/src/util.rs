@@ -34,8 +34,8 @@ pub mod log;
 #[cfg(feature = "std")]
 pub mod log_layer;
 mod lru;
-pub mod ratelimit;
 pub mod retry;
+pub mod sliding_window;
 
 pub use batch::BatchCollector;
 pub use breaker::{BreakerError, BreakerState, CircuitBreaker};
@@ -51,5 +51,5 @@ pub use log::{
 };
 #[cfg(feature = "std")]
 pub use log_layer::BatchingLayer;
-pub use ratelimit::{Admission, LimiterStats, SlidingWindowLimiter};
 pub use retry::{Retrier, RetryDecision, RetryPolicy};
+pub use sliding_window::{Admission, SlidingWindowLimiter, SlidingWindowStats};

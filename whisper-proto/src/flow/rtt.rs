@@ -1,6 +1,10 @@
-//! Network RTT measurer (seed 000 `NetworkRTTMeasurer`, reference §o): a ring of the
-//! last N samples. The engine feeds it the G1 exchange time measured by the initiator
-//! (request queued → reply decoded, injected time).
+//! Round-trip time estimators.
+//!
+//! * [`RttMeasurer`], the network RTT measurer (seed 000 `NetworkRTTMeasurer`, reference
+//!   §o): a ring of the last N samples. The engine feeds it the G1 exchange time measured
+//!   by the initiator (request queued → reply decoded, injected time).
+//! * [`SmoothedRtt`], the RFC 6298 estimator (`SRTT`, `RTTVAR`) behind the rumor
+//!   pusher's adaptive ACK timeout.
 
 use crate::time::Duration;
 use alloc::vec::Vec;
@@ -83,6 +87,48 @@ impl RttMeasurer {
     pub fn is_filled(&self) -> bool {
         self.filled
     }
+}
+
+/// A smoothed round trip after RFC 6298 §2, in whole microseconds: `SRTT` and `RTTVAR`
+/// with the RFC's gains (α = 1/8, β = 1/4). The caller applies Karn's rule (feed only
+/// samples of frames sent once) and clamps [`rto`](Self::rto) to its own floor and
+/// ceiling.
+#[derive(Clone, Copy, Debug)]
+pub struct SmoothedRtt {
+    srtt: u64,
+    rttvar: u64,
+}
+
+impl SmoothedRtt {
+    /// The estimate after the first sample `R`: `SRTT = R`, `RTTVAR = R/2`.
+    pub fn first(sample: Duration) -> Self {
+        let r = micros(sample);
+        Self {
+            srtt: r,
+            rttvar: r / 2,
+        }
+    }
+
+    /// The estimate after a further sample `R'`: `RTTVAR = 3/4·RTTVAR + 1/4·|SRTT − R'|`,
+    /// then `SRTT = 7/8·SRTT + 1/8·R'`.
+    #[must_use]
+    pub fn update(self, sample: Duration) -> Self {
+        let r = micros(sample);
+        Self {
+            rttvar: (3 * self.rttvar + self.srtt.abs_diff(r)) / 4,
+            srtt: (7 * self.srtt + r) / 8,
+        }
+    }
+
+    /// `SRTT + 4·RTTVAR`.
+    pub fn rto(self) -> Duration {
+        Duration::from_micros(self.srtt.saturating_add(self.rttvar.saturating_mul(4)))
+    }
+}
+
+/// Whole microseconds, capped so the estimator's arithmetic cannot overflow.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 8)
 }
 
 #[cfg(test)]

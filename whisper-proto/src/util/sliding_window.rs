@@ -5,7 +5,7 @@
 //! requests and PEX, where a peer asking too often gets either nothing or the answer it was
 //! given last time ([`SlidingWindowLimiter::allow_or_cached`]).
 //!
-//! This is not the engine's token-bucket `RateLimiter`: a sliding window remembers each
+//! This is not the engine's token-bucket `TokenBucketLimiter`: a sliding window remembers each
 //! admitted event, so it never admits a burst larger than `max_events` in any window.
 
 use alloc::collections::VecDeque;
@@ -77,7 +77,7 @@ pub enum Admission<'a, C> {
 
 /// A snapshot of a [`SlidingWindowLimiter`], for debugging and metrics.
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
-pub struct LimiterStats {
+pub struct SlidingWindowStats {
     /// Keys currently tracked.
     pub keys: usize,
     /// Events inside the window, summed over keys.
@@ -150,8 +150,8 @@ impl<K: Ord + Clone, C> SlidingWindowLimiter<K, C> {
     }
 
     /// Counts of tracked keys and in-window events at `now`.
-    pub fn stats(&self, now: Instant) -> LimiterStats {
-        LimiterStats {
+    pub fn stats(&self, now: Instant) -> SlidingWindowStats {
+        SlidingWindowStats {
             keys: self.keys.len(),
             events: self.counts(now).map(|(_, n)| n).sum(),
             evictions: self.evictions,
@@ -285,7 +285,7 @@ mod tests {
         assert_eq!(rl.count(secs(1), &1), 1);
         assert_eq!(
             rl.stats(secs(1)),
-            LimiterStats {
+            SlidingWindowStats {
                 keys: 2,
                 events: 2,
                 evictions: 1

@@ -1,9 +1,9 @@
-//! The engine's flow limiter (seed 000 `RateLimiter`, reference §g): a per-peer token
-//! bucket with violation accounting and cooldown, a global egress byte bucket with
-//! priority headroom, and the outbound-queue overload threshold.
+//! The engine's flow limiter, [`TokenBucketLimiter`] (seed 000 `RateLimiter`, reference
+//! §g): a per-peer token bucket with violation accounting and cooldown, a global egress
+//! byte bucket with priority headroom, and the outbound-queue overload threshold.
 //!
 //! Not to be confused with the sliding-window [`crate::util::SlidingWindowLimiter`] in
-//! `util::ratelimit` (seed 002); this one is a token bucket.
+//! `util::sliding_window` (seed 002); this one is a token bucket.
 //!
 //! # Token bucket
 //! As `golang.org/x/time/rate`: at most `burst` tokens, starts full, refills
@@ -28,7 +28,7 @@
 //! So under saturation low-priority traffic is refused first and high-priority traffic
 //! still passes.
 
-use crate::config::defaults;
+use crate::defaults;
 use crate::node::NodeId;
 use crate::time::{Duration, Instant};
 use alloc::collections::BTreeMap;
@@ -193,7 +193,7 @@ impl PeerLimiter {
     }
 }
 
-/// Counters and gauges of a [`RateLimiter`].
+/// Counters and gauges of a [`TokenBucketLimiter`].
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct RateLimitStats {
@@ -225,14 +225,14 @@ pub struct RateLimitStats {
 
 /// Per-peer inbound limits, global egress, overload threshold.
 #[derive(Clone, Debug)]
-pub struct RateLimiter {
+pub struct TokenBucketLimiter {
     cfg: RateLimitConfig,
     peers: BTreeMap<NodeId, PeerLimiter>,
     egress: TokenBucket,
     stats: RateLimitStats,
 }
 
-impl RateLimiter {
+impl TokenBucketLimiter {
     /// Per-entry memory estimate: the map's key and value plus B-tree overhead (one
     /// node holds up to 11 entries plus child pointers; 16 bytes per entry is generous).
     pub const ENTRY_BYTES: usize = size_of::<NodeId>() + size_of::<PeerLimiter>() + 16;
@@ -381,7 +381,7 @@ mod tests {
 
     #[test]
     fn throttle_then_cooldown_then_recover() {
-        let mut r = RateLimiter::new(RateLimitConfig::default(), ms(0));
+        let mut r = TokenBucketLimiter::new(RateLimitConfig::default(), ms(0));
         let (a, b) = (NodeId::from_static("a"), NodeId::from_static("b"));
         let mut allowed = 0;
         let mut verdicts = alloc::vec::Vec::new();
@@ -418,7 +418,7 @@ mod tests {
             egress_burst: 10_000.0,
             ..Default::default()
         };
-        let mut r = RateLimiter::new(cfg, ms(0));
+        let mut r = TokenBucketLimiter::new(cfg, ms(0));
         // Priority 0 may take the upper half only.
         assert!(r.allow_egress(ms(0), 5000, 0));
         assert!(!r.allow_egress(ms(0), 1, 0));
@@ -427,8 +427,8 @@ mod tests {
         assert!(r.allow_egress(ms(0), 2500, 10));
         assert!(!r.allow_egress(ms(0), 1, 10));
         assert!(r.allow_egress(ms(1), 1, 10));
-        assert_eq!(RateLimiter::reserve_fraction(-3), 0.5);
-        assert_eq!(RateLimiter::reserve_fraction(99), 0.0);
+        assert_eq!(TokenBucketLimiter::reserve_fraction(-3), 0.5);
+        assert_eq!(TokenBucketLimiter::reserve_fraction(99), 0.0);
     }
 
     #[test]
@@ -437,7 +437,7 @@ mod tests {
             max_peers: 2,
             ..Default::default()
         };
-        let mut r = RateLimiter::new(cfg, ms(0));
+        let mut r = TokenBucketLimiter::new(cfg, ms(0));
         for n in ["a", "b", "c", "d"] {
             r.allow_peer(ms(0), &NodeId::from_static(n));
         }

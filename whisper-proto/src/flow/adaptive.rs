@@ -22,7 +22,7 @@
 //! [`AdaptiveInterval::apply_backpressure`]`(true)` sets
 //! `current = min(max(current × 2, 2 × base), max)`.
 
-use crate::config::defaults;
+use crate::defaults;
 use crate::rng::RandomSource;
 use crate::time::{Duration, Instant};
 
