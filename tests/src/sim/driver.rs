@@ -23,8 +23,12 @@
 //!   [`Driver::handle_disconnected`] after the bytes already in flight (a stalled
 //!   reader sees it when it reads again). A crash ([`DriverSim::crash`]) drops the
 //!   driver without a word; its peers see their connections break one latency later.
+//! - **Persistence.** [`Output::Persist`] bytes go to the node's "disk" at once and
+//!   survive its crash ([`DriverSim::persisted`]); hand them to [`Driver::restore`]
+//!   in [`DriverSim::restart_with`].
 //! - **Time.** One pending timer per node at [`Driver::poll_timeout`], as in
-//!   [`Sim`](super::Sim).
+//!   [`Sim`](super::Sim); every node's wall clock reads
+//!   [`DriverSimConfig::unix_start`] plus virtual time.
 //!
 //! The same seed gives the same run ([`DriverSim::trace_hash`]); a panic while a
 //! `DriverSim` is alive prints the seed.
@@ -43,13 +47,10 @@ use super::topology::node_id;
 use super::{Recorded, reachable_in};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use whisper_proto::driver::{DialId, Driver, DriverConfig, DriverStats, Output};
+use whisper_proto::driver::{DialId, Driver, DriverConfig, DriverStats, Output, PersistKey};
 use whisper_proto::rng::{RandomSource, Rng};
 use whisper_proto::wire::WireConfig;
 use whisper_proto::{Bytes, Config, ConnId, Duration, Event, Instant, NodeId};
-
-/// Builds a node's driver: `(node, id, seed, now)`.
-pub type BuildDriver = dyn FnMut(usize, &NodeId, u64, Instant) -> Driver;
 
 /// Driver simulator settings.
 #[derive(Clone, Debug)]
@@ -73,6 +74,8 @@ pub struct DriverSimConfig {
     pub setup: Option<fn(&mut Driver, Instant)>,
     /// Keep every [`Event`] in [`DriverSim::events`].
     pub record_events: bool,
+    /// The Unix time at virtual [`Instant::ZERO`] (every node's wall clock agrees).
+    pub unix_start: Duration,
 }
 
 impl Default for DriverSimConfig {
@@ -86,6 +89,7 @@ impl Default for DriverSimConfig {
             start_spread: Duration::from_millis(100),
             setup: None,
             record_events: false,
+            unix_start: Duration::from_secs(1_800_000_000),
         }
     }
 }
@@ -213,6 +217,8 @@ pub struct DriverSim {
     retired: Vec<(usize, DriverStats)>,
     max_write: usize,
     processed: u64,
+    /// Each node's "disk": the latest [`Output::Persist`] bytes per key.
+    disk: BTreeMap<(usize, PersistKey), Bytes>,
 }
 
 impl fmt::Debug for DriverSim {
@@ -250,6 +256,7 @@ impl DriverSim {
             retired: Vec::new(),
             max_write: 0,
             processed: 0,
+            disk: BTreeMap::new(),
         };
         for node in 0..n {
             let id = node_id(node);
@@ -441,6 +448,8 @@ impl DriverSim {
             t.sends += s.sends;
             t.writes += s.writes;
             t.breaker_rejections += s.breaker_rejections;
+            t.persists += s.persists;
+            t.persist_errors += s.persist_errors;
         }
         t
     }
@@ -448,6 +457,12 @@ impl DriverSim {
     /// Every dial so far, in order.
     pub fn dial_log(&self) -> &[DialRecord] {
         &self.dial_log
+    }
+
+    /// The latest state `node` asked to persist under `key` ([`Output::Persist`]); it
+    /// survives crashes, for [`Driver::restore`] at a restart.
+    pub fn persisted(&self, node: usize, key: PersistKey) -> Option<&Bytes> {
+        self.disk.get(&(node, key))
     }
 
     /// The largest single write any driver handed out.
@@ -560,7 +575,11 @@ impl DriverSim {
 
     /// Restarts a crashed node with the driver `build` makes (restoring persisted state,
     /// say) from `(node, id, seed, now)`; [`DriverSimConfig::setup`] is not run on it.
-    pub fn restart_with(&mut self, node: usize, build: &mut BuildDriver) {
+    pub fn restart_with(
+        &mut self,
+        node: usize,
+        build: impl FnOnce(usize, &NodeId, u64, Instant) -> Driver,
+    ) {
         if self.nodes[node].driver.is_some() {
             return;
         }
@@ -678,6 +697,7 @@ impl DriverSim {
             seed,
             self.config.driver.clone(),
             self.now,
+            self.unix_now(),
         )
         .expect("DriverSimConfig::engine must be a valid engine Config");
         if let Some(setup) = self.config.setup {
@@ -694,6 +714,11 @@ impl DriverSim {
         let incarnation = n.incarnation;
         self.mix(&[21, self.now.as_micros(), node as u64]);
         self.process(DEv::Start { node, incarnation });
+    }
+
+    /// The simulated world's wall clock (Unix time) now.
+    pub fn unix_now(&self) -> Duration {
+        self.config.unix_start + Duration::from_micros(self.now.as_micros())
     }
 
     fn push(&mut self, at: Instant, ev: DEv) {
@@ -972,6 +997,14 @@ impl DriverSim {
                     self.nodes[node].dials.remove(&dial);
                 }
                 Output::Emit(event) => self.on_event(node, event),
+                Output::Persist { key, bytes } => {
+                    // Saved at once and never lost: the node's disk survives its crash.
+                    self.mix(&[12, self.now.as_micros(), node as u64, bytes.len() as u64]);
+                    self.disk.insert((node, key), bytes);
+                    if let Some(d) = self.nodes[node].driver.as_mut() {
+                        d.handle_persisted(self.now, key, true);
+                    }
+                }
                 _ => {}
             }
         }
