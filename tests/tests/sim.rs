@@ -254,12 +254,13 @@ fn determinism() {
     sim_assert!(seed, u1 != u3, "different seeds, same PeerUp timings");
 }
 
-/// A sweep over 32 seeds (`WHISPER_SEED` moves the base) of six scenarios at small N,
+/// A sweep over 32 seeds (`WHISPER_SEED` moves the base) of seven scenarios at small N,
 /// two seeds at a time: partition with writes then heal (N = 12: converged within 2
 /// rounds, no write lost), broadcast under 5 % loss and 1 % duplication (N = 32, random
 /// senders: every message delivered, RMR ≤ 0.3), crash-restart (N = 20: caught up
 /// within 2 rounds), and the driver-level reconnect storm (N = 16), simultaneous dials
-/// (N = 10) and stalled reader (N = 8) with their full checks. A failure names its seed.
+/// (N = 10), stalled reader (N = 8) and persisted restart (N = 10) with their full
+/// checks. A failure names its seed.
 #[test]
 fn sweep_32_seeds() {
     let base = seed_from_env(1000);
@@ -305,6 +306,8 @@ fn sweep_32_seeds() {
         check_simultaneous_dials(seed, &r);
         let r = driver_scenario::stalled_reader(&Opts::new(8, seed));
         check_stalled_reader(seed, &r);
+        let r = driver_scenario::persisted_restart(&Opts::new(10, seed));
+        check_persisted_restart(seed, &r);
     };
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..2u64)
@@ -661,6 +664,32 @@ fn check_stalled_reader(seed: u64, r: &driver_scenario::StalledReader) {
     sim_assert_eq!(seed, r.missing, 0);
 }
 
+fn check_persisted_restart(seed: u64, r: &driver_scenario::PersistedRestart) {
+    let (with, without) = (&r.restored, &r.fresh);
+    sim_assert!(seed, with.restored_entries > 0, "{r:?}");
+    sim_assert!(seed, with.sim.total_stats().persists > 0);
+    sim_assert!(seed, with.caught_up_after.is_some(), "{r:?}");
+    sim_assert!(seed, without.caught_up_after.is_some(), "{r:?}");
+    sim_assert_eq!(seed, with.missing, 0);
+    sim_assert_eq!(seed, without.missing, 0);
+    // Resumed with delta sync: no full sync from the restored node (one without its
+    // state starts with full syncs), and fewer G1 bytes overall.
+    sim_assert!(
+        seed,
+        with.syncs.0 >= 1 && with.syncs.1 == 0,
+        "{:?}",
+        with.syncs
+    );
+    sim_assert!(seed, without.syncs.1 >= 1, "{:?}", without.syncs);
+    sim_assert!(
+        seed,
+        with.g1_bytes < without.g1_bytes,
+        "G1 bytes with restore {} vs without {}",
+        with.g1_bytes,
+        without.g1_bytes
+    );
+}
+
 /// Driver level (a): a third of 18 drivers crash at once and restart 20 s later; every
 /// configured pair reconnects, with dials bounded by the backoff, and writes made during
 /// the outage reach everyone.
@@ -692,6 +721,17 @@ fn driver_stalled_reader() {
     let r = driver_scenario::stalled_reader(&Opts::new(8, seed));
     eprintln!("{}", driver_scenario::stall_line(&r));
     check_stalled_reader(seed, &r);
+}
+
+/// Driver level (d): a node killed without a shutdown restarts with the bytes of its
+/// last `Output::Persist` handed to `Driver::restore`: it resumes with delta sync (fewer
+/// G1 bytes than the same restart without them) and converges.
+#[test]
+fn driver_persisted_restart() {
+    let seed = seed_from_env(25);
+    let r = driver_scenario::persisted_restart(&Opts::new(12, seed));
+    eprintln!("{}", driver_scenario::restart_line(&r));
+    check_persisted_restart(seed, &r);
 }
 
 /// The driver simulator is deterministic: same seed, same trace and counters.

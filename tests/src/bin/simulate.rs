@@ -9,8 +9,9 @@
 //! ```
 //!
 //! Scenarios: hello-mesh, idle, partition, crash-restart, flood, broadcast, records, the
-//! driver-level reconnect-storm, simultaneous-dials and stalled-reader, and memory (bytes
-//! allocated per idle engine, counted by a global allocator wrapper, and wall time).
+//! driver-level reconnect-storm, simultaneous-dials, stalled-reader and
+//! persisted-restart, and memory (bytes allocated per idle engine, counted by a global
+//! allocator wrapper, and wall time).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -5,7 +5,7 @@
 //! it has figures of its own): HELLO meshes, idle cost, partitions and crashes with a
 //! StatefulMerge store, a toy flood over custom frames, and rumor broadcasts and record
 //! pushes over the engine's hypercube pusher. The driver-level scenarios (reconnect
-//! storm, simultaneous dials, stalled reader) are in [`driver`], on
+//! storm, simultaneous dials, stalled reader, restart with persisted state) are in [`driver`], on
 //! [`DriverSim`](super::driver::DriverSim).
 
 pub mod driver;
@@ -920,12 +920,19 @@ pub fn run_named(name: &str, opts: &Opts) -> Option<(String, Metrics)> {
             t.push('\n');
             (t, r.sim.metrics().clone())
         }
+        "persisted-restart" => {
+            let r = driver::persisted_restart(opts);
+            let mut t = r.restored.sim.table();
+            t.push_str(&driver::restart_line(&r));
+            t.push('\n');
+            (t, r.restored.sim.metrics().clone())
+        }
         _ => return None,
     })
 }
 
 /// The scenario names [`run_named`] knows.
-pub const NAMES: [&str; 10] = [
+pub const NAMES: [&str; 11] = [
     "hello-mesh",
     "idle",
     "partition",
@@ -936,4 +943,5 @@ pub const NAMES: [&str; 10] = [
     "reconnect-storm",
     "simultaneous-dials",
     "stalled-reader",
+    "persisted-restart",
 ];

@@ -508,3 +508,167 @@ pub fn stall_line(r: &StalledReader) -> String {
         r.missing
     )
 }
+
+/// One run of [`persisted_restart`].
+#[derive(Debug)]
+pub struct RestartRun {
+    /// The finished run.
+    pub sim: DriverSim,
+    /// Delta entries [`Driver::restore`] read (0 in the run without restore).
+    pub restored_entries: usize,
+    /// G1 bytes sent by every node in the 40 s after the restart.
+    pub g1_bytes: u64,
+    /// Delta and full syncs of the restarted node in those 40 s.
+    pub syncs: (u64, u64),
+    /// How long after the restart every store was the same.
+    pub caught_up_after: Option<Duration>,
+    /// Pairs of `(key, value)` missing somewhere at the end.
+    pub missing: u64,
+}
+
+/// The result of [`persisted_restart`]: the same seeded run twice, the victim restarted
+/// with and without its persisted delta state.
+#[derive(Debug)]
+pub struct PersistedRestart {
+    /// The crashed and restarted node.
+    pub victim: usize,
+    /// Restarted with the bytes of its last [`Output::Persist`](whisper_proto::driver::Output::Persist).
+    pub restored: RestartRun,
+    /// Restarted without them (same store): every peer full-syncs with it.
+    pub fresh: RestartRun,
+}
+
+/// When [`persisted_restart`] kills its node: a few G1 rounds after the writes, so its
+/// delta watermarks have moved past zero (a zero watermark means a full sync anyway).
+pub const CRASH: Instant = Instant::from_secs(30);
+
+/// (d) `opts.nodes` drivers (a ring plus one random chord each, one side configured)
+/// persisting their delta state every 2 s. 100 writes of 256 bytes by 5 s; at 30 s
+/// ([`CRASH`]) one node is killed (no shutdown: what it has is its last periodic persist
+/// and its store, which the application keeps durable); survivors write 20 keys; 10 s
+/// later it restarts (new driver, same address) with its store and — in the `restored` run —
+/// its persisted bytes handed to [`Driver::restore`]. Each run lasts until 40 s after
+/// the restart, with G1 rounds every 10 s (no adaptive cadence).
+pub fn persisted_restart(opts: &super::Opts) -> PersistedRestart {
+    let victim = Rng::new(opts.seed ^ 0x0d15_c0de).below(opts.nodes as u64) as usize;
+    PersistedRestart {
+        victim,
+        restored: restart_run(opts, victim, true),
+        fresh: restart_run(opts, victim, false),
+    }
+}
+
+fn restart_run(opts: &super::Opts, victim: usize, restore: bool) -> RestartRun {
+    use whisper_proto::driver::PersistKey;
+    let n = opts.nodes;
+    let mut pick = Rng::new(opts.seed ^ 0x9e25_1573);
+    let plan = sparse_plan(n, 1, &mut pick);
+    // G1 rounds every 10 s exactly: the 40 s window is four rounds whatever the cadence
+    // would have adapted to.
+    let engine = whisper_proto::Config {
+        adaptive_cadence: false,
+        ..whisper_proto::Config::default()
+    };
+    let config = DriverSimConfig {
+        engine,
+        setup: Some(setup_kv),
+        driver: DriverConfig {
+            persist_interval: Some(Duration::from_secs(2)),
+            ..DriverConfig::default()
+        },
+        ..DriverSimConfig::default()
+    };
+    let mut sim = DriverSim::new(n, &plan, config, opts.seed);
+    let mut expected = BTreeMap::new();
+    sim.run_until(Instant::from_secs(1));
+    for k in 0..100 {
+        let node = pick.below(n as u64) as usize;
+        let key = format!("before-{k}");
+        let mut value = vec![b'v'; 256];
+        value[..8].copy_from_slice(&(k as u64).to_le_bytes());
+        put(&mut sim, node, &key, &value);
+        expected.insert(key, value);
+        sim.run_for(Duration::from_millis(40));
+    }
+    sim.run_until(CRASH);
+    let store = sim
+        .driver(victim)
+        .and_then(|d| d.engine().mem_store(KV))
+        .expect("INVARIANT: live with KV")
+        .clone();
+    sim.crash(victim);
+    let survivors: Vec<usize> = (0..n).filter(|&i| i != victim).collect();
+    for k in 0..20 {
+        let node = survivors[pick.below(survivors.len() as u64) as usize];
+        let (key, value) = (
+            format!("while-down-{k}"),
+            format!("from {node}").into_bytes(),
+        );
+        put(&mut sim, node, &key, &value);
+        expected.insert(key, value);
+        sim.run_for(Duration::from_millis(250));
+    }
+    sim.run_until(CRASH + Duration::from_secs(10));
+    let saved = sim.persisted(victim, PersistKey::DeltaState).cloned();
+    let (engine, driver) = (sim.config().engine.clone(), sim.config().driver.clone());
+    let unix_start = sim.config().unix_start;
+    let mut restored_entries = 0;
+    sim.restart_with(victim, |_, id, seed, now| {
+        let unix = unix_start + Duration::from_micros(now.as_micros());
+        let mut d = Driver::new(id.clone(), engine.clone(), seed, driver.clone(), now, unix)
+            .expect("INVARIANT: the simulator's configs are valid");
+        if let (true, Some(bytes)) = (restore, &saved) {
+            restored_entries = d
+                .restore(now, PersistKey::DeltaState, bytes)
+                .expect("INVARIANT: the driver's own persisted bytes parse");
+        }
+        d.register_topic(now, KV, TopicConfig::stateful(store.clone()))
+            .expect("INVARIANT: KV is registered once per driver");
+        d
+    });
+    let restarted = sim.now();
+    let g1_before = sim.metrics().kind(FrameKind::Exchange).bytes;
+    let caught_up = sim.run_until_true(
+        Duration::from_millis(100),
+        restarted + Duration::from_secs(40),
+        |s| kv_converged(s, 0..n) && kv_missing(s, &expected) == 0,
+    );
+    sim.run_until(restarted + Duration::from_secs(40));
+    let e = sim
+        .driver(victim)
+        .expect("INVARIANT: restarted")
+        .engine()
+        .stats();
+    RestartRun {
+        restored_entries,
+        g1_bytes: sim.metrics().kind(FrameKind::Exchange).bytes - g1_before,
+        syncs: (e.delta_syncs, e.full_syncs),
+        caught_up_after: caught_up.map(|t| t.saturating_duration_since(restarted)),
+        missing: kv_missing(&sim, &expected),
+        sim,
+    }
+}
+
+/// One line of [`persisted_restart`] figures.
+pub fn restart_line(r: &PersistedRestart) -> String {
+    let run = |label: &str, x: &RestartRun| {
+        format!(
+            "{label}: restored {} entries, G1 bytes in 40 s {}, victim delta/full syncs {:?}, \
+             caught up {} after the restart, missing {}, persists {}",
+            x.restored_entries,
+            x.g1_bytes,
+            x.syncs,
+            dur(x.caught_up_after),
+            x.missing,
+            x.sim.total_stats().persists
+        )
+    };
+    format!(
+        "persisted-restart seed={} N={} victim {}; {}; {}",
+        r.restored.sim.seed(),
+        r.restored.sim.len(),
+        r.victim,
+        run("with restore", &r.restored),
+        run("without", &r.fresh)
+    )
+}
