@@ -10,7 +10,8 @@
 //!   node at [`Engine::poll_timeout`], re-scheduled whenever the deadline changes, and
 //!   calls [`Engine::handle_timeout`] exactly at that deadline.
 //! - **Links.** Every edge of the [`Topology`] is one connection between two engine-side
-//!   [`ConnId`]s, opened with [`Engine::handle_connected`] and [`Identity::Hello`]; the
+//!   [`ConnId`](whisper_proto::ConnId)s, opened with [`Engine::handle_connected`] and
+//!   [`Identity::Hello`](whisper_proto::Identity::Hello); the
 //!   node with the higher [`NodeId`] dials. The link model (latency, loss, duplication,
 //!   reordering, bandwidth) lives in [`net`]. A link that goes down is re-dialled after
 //!   [`SimConfig::reconnect_delay`] while both nodes are alive and can reach each other.
@@ -144,7 +145,7 @@ pub struct SimConfig {
     pub partition_mode: PartitionMode,
     /// Keep every [`Event`] in [`Sim::events`] (counters are kept regardless).
     pub record_events: bool,
-    /// Take a [`Sample`] this often (virtual time), for plots.
+    /// Take a [`Sample`](metrics::Sample) this often (virtual time), for plots.
     pub sample_every: Option<Duration>,
 }
 

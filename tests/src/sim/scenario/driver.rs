@@ -1,7 +1,7 @@
-//! Driver-level fault scenarios on [`DriverSim`]: reconnect storms, simultaneous dials
-//! and a peer that stalls its reads. Each node runs the StatefulMerge topic
-//! [`KV`](super::KV); the scenarios assert through their results that every configured
-//! pair ends up connected once and every store converges.
+//! Driver-level fault scenarios on [`DriverSim`]: reconnect storms, simultaneous dials,
+//! a peer that stalls its reads, and a restart with persisted state. Each node runs the
+//! StatefulMerge topic [`KV`]; the results carry what `tests/tests/sim.rs` asserts:
+//! every configured pair connected once, every store converged.
 
 use super::super::driver::{DriverSim, DriverSimConfig};
 use super::super::metrics::FrameKind;
@@ -12,7 +12,7 @@ use whisper_proto::rng::{RandomSource, Rng};
 use whisper_proto::util::RetryPolicy;
 use whisper_proto::{Duration, Instant, MemStore, StateStore, TopicConfig};
 
-/// Registers [`KV`](super::KV) with a fresh store: the [`DriverSimConfig::setup`] of
+/// Registers [`KV`] with a fresh store: the [`DriverSimConfig::setup`] of
 /// these scenarios.
 pub fn setup_kv(driver: &mut Driver, now: Instant) {
     let store = MemStore::new(driver.engine().node_id().clone(), [7; 32]);
@@ -532,9 +532,10 @@ pub struct RestartRun {
 pub struct PersistedRestart {
     /// The crashed and restarted node.
     pub victim: usize,
-    /// Restarted with the bytes of its last [`Output::Persist`](whisper_proto::driver::Output::Persist).
+    /// Restarted with the bytes of its last
+    /// [`Output::Persist`](whisper_proto::driver::Output::Persist).
     pub restored: RestartRun,
-    /// Restarted without them (same store): every peer full-syncs with it.
+    /// Restarted without them (same store): it full-syncs with every peer.
     pub fresh: RestartRun,
 }
 
