@@ -4,6 +4,7 @@
 use whisper_proto::{Bytes, Duration, Event, Instant};
 use whisper_tests::sim::metrics::FrameKind;
 use whisper_tests::sim::net::{LinkConfig, LinkMode, PartitionMode};
+use whisper_tests::sim::scenario::driver as driver_scenario;
 use whisper_tests::sim::scenario::{self, Opts, Overlay, Senders};
 use whisper_tests::sim::{Sim, SimConfig, Topology, seed_from_env};
 use whisper_tests::{sim_assert, sim_assert_eq};
@@ -253,11 +254,13 @@ fn determinism() {
     sim_assert!(seed, u1 != u3, "different seeds, same PeerUp timings");
 }
 
-/// A sweep over 32 seeds (`WHISPER_SEED` moves the base) of three scenarios at small
-/// N, two seeds at a time: partition with writes then heal (N = 12: converged within 2
+/// A sweep over 32 seeds (`WHISPER_SEED` moves the base) of seven scenarios at small N,
+/// two seeds at a time: partition with writes then heal (N = 12: converged within 2
 /// rounds, no write lost), broadcast under 5 % loss and 1 % duplication (N = 32, random
-/// senders: every message delivered, RMR ≤ 0.3) and crash-restart (N = 20: caught up
-/// within 2 rounds). A failure names its seed.
+/// senders: every message delivered, RMR ≤ 0.3), crash-restart (N = 20: caught up
+/// within 2 rounds), and the driver-level reconnect storm (N = 16), simultaneous dials
+/// (N = 10), stalled reader (N = 8) and persisted restart (N = 10) with their full
+/// checks. A failure names its seed.
 #[test]
 fn sweep_32_seeds() {
     let base = seed_from_env(1000);
@@ -296,6 +299,15 @@ fn sweep_32_seeds() {
         let round = r.sim.config().engine.gossip_interval;
         sim_assert!(seed, r.caught_up_after.is_some_and(|d| d <= round * 2));
         sim_assert_eq!(seed, r.missing, 0);
+
+        let r = driver_scenario::reconnect_storm(&Opts::new(16, seed));
+        check_reconnect_storm(seed, &r);
+        let r = driver_scenario::simultaneous_dials(&Opts::new(10, seed));
+        check_simultaneous_dials(seed, &r);
+        let r = driver_scenario::stalled_reader(&Opts::new(8, seed));
+        check_stalled_reader(seed, &r);
+        let r = driver_scenario::persisted_restart(&Opts::new(10, seed));
+        check_persisted_restart(seed, &r);
     };
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..2u64)
@@ -588,4 +600,153 @@ fn record_push_with_frame_loss_converges_via_g1() {
         r.by_rumor
     );
     sim_assert_eq!(seed, r.at_end, r.expected);
+}
+
+// ---- driver-level scenarios ---------------------------------------------------------
+
+fn check_reconnect_storm(seed: u64, r: &driver_scenario::ReconnectStorm) {
+    let pairs = r.sim.configured_pairs().len();
+    sim_assert_eq!(seed, r.connected_before, (pairs, pairs));
+    sim_assert_eq!(seed, r.connected_after, (pairs, pairs), "{r:?}");
+    sim_assert!(seed, r.recovered_after.is_some(), "{:?}", r.stats);
+    sim_assert_eq!(seed, r.missing, 0);
+    // Every survivor slot whose peer crashed came back on its own dial.
+    sim_assert!(
+        seed,
+        r.stats.reconnects >= r.slots_to_crashed as u64,
+        "reconnects {} < slots {}",
+        r.stats.reconnects,
+        r.slots_to_crashed
+    );
+    // No dial storm: backoff (and the breaker) bound each slot's dials in the outage.
+    sim_assert!(seed, r.max_dials_per_slot >= 1);
+    sim_assert!(
+        seed,
+        r.max_dials_per_slot <= r.allowed_dials_per_slot,
+        "{} dials > {} allowed",
+        r.max_dials_per_slot,
+        r.allowed_dials_per_slot
+    );
+}
+
+fn check_simultaneous_dials(seed: u64, r: &driver_scenario::SimultaneousDials) {
+    let pairs = r.pairs.len();
+    sim_assert_eq!(seed, r.agreed, pairs, "{:?}", r.stats);
+    sim_assert_eq!(seed, r.kept_higher, pairs);
+    sim_assert!(seed, r.stats.tie_breaks >= pairs as u64, "{:?}", r.stats);
+    sim_assert!(seed, r.converged_at.is_some());
+    sim_assert_eq!(seed, r.missing, 0);
+}
+
+fn check_stalled_reader(seed: u64, r: &driver_scenario::StalledReader) {
+    let (up, pairs) = r.connected_after;
+    sim_assert!(seed, r.slow_closes >= 1, "{r:?}");
+    sim_assert!(seed, r.max_write <= r.write_queue_limit);
+    // Toward the stalled node, per connection: at most the read window in its buffers
+    // plus one parked (unacknowledged) write; the rest stays in the writers' bounded
+    // queues until they close the connection.
+    let degree = r
+        .sim
+        .configured_pairs()
+        .iter()
+        .filter(|&&(a, b)| a == r.stalled || b == r.stalled)
+        .count();
+    let bound = degree * (r.sim.config().read_window + r.max_write);
+    sim_assert!(
+        seed,
+        r.max_unconsumed <= bound,
+        "{} bytes unconsumed > {bound}",
+        r.max_unconsumed
+    );
+    sim_assert!(seed, r.others_converged_at.is_some(), "{r:?}");
+    sim_assert!(seed, r.caught_up_after.is_some(), "{r:?}");
+    sim_assert_eq!(seed, up, pairs);
+    sim_assert_eq!(seed, r.missing, 0);
+}
+
+fn check_persisted_restart(seed: u64, r: &driver_scenario::PersistedRestart) {
+    let (with, without) = (&r.restored, &r.fresh);
+    sim_assert!(seed, with.restored_entries > 0, "{r:?}");
+    sim_assert!(seed, with.sim.total_stats().persists > 0);
+    sim_assert!(seed, with.caught_up_after.is_some(), "{r:?}");
+    sim_assert!(seed, without.caught_up_after.is_some(), "{r:?}");
+    sim_assert_eq!(seed, with.missing, 0);
+    sim_assert_eq!(seed, without.missing, 0);
+    // Resumed with delta sync: no full sync from the restored node (one without its
+    // state starts with full syncs), and fewer G1 bytes overall.
+    sim_assert!(
+        seed,
+        with.syncs.0 >= 1 && with.syncs.1 == 0,
+        "{:?}",
+        with.syncs
+    );
+    sim_assert!(seed, without.syncs.1 >= 1, "{:?}", without.syncs);
+    sim_assert!(
+        seed,
+        with.g1_bytes < without.g1_bytes,
+        "G1 bytes with restore {} vs without {}",
+        with.g1_bytes,
+        without.g1_bytes
+    );
+}
+
+/// Driver level (a): a third of 18 drivers crash at once and restart 20 s later; every
+/// configured pair reconnects, with dials bounded by the backoff, and writes made during
+/// the outage reach everyone.
+#[test]
+fn driver_reconnect_storm() {
+    let seed = seed_from_env(21);
+    let r = driver_scenario::reconnect_storm(&Opts::new(18, seed));
+    eprintln!("{}", driver_scenario::storm_line(&r));
+    check_reconnect_storm(seed, &r);
+}
+
+/// Driver level (b): every edge of a sparse graph is configured on both sides and every
+/// node starts at the same instant; exactly one connection per pair survives, dialed by
+/// the higher id, on both sides.
+#[test]
+fn driver_simultaneous_dials() {
+    let seed = seed_from_env(22);
+    let r = driver_scenario::simultaneous_dials(&Opts::new(12, seed));
+    eprintln!("{}", driver_scenario::dials_line(&r));
+    check_simultaneous_dials(seed, &r);
+}
+
+/// Driver level (c): a node stops reading during a burst of writes; its peers' write
+/// queues stay bounded (slow closes), the rest converge, and once it reads again it
+/// reconnects and catches up.
+#[test]
+fn driver_stalled_reader() {
+    let seed = seed_from_env(23);
+    let r = driver_scenario::stalled_reader(&Opts::new(8, seed));
+    eprintln!("{}", driver_scenario::stall_line(&r));
+    check_stalled_reader(seed, &r);
+}
+
+/// Driver level (d): a node killed without a shutdown restarts with the bytes of its
+/// last `Output::Persist` handed to `Driver::restore`: it resumes with delta sync (fewer
+/// G1 bytes than the same restart without them) and converges.
+#[test]
+fn driver_persisted_restart() {
+    let seed = seed_from_env(25);
+    let r = driver_scenario::persisted_restart(&Opts::new(12, seed));
+    eprintln!("{}", driver_scenario::restart_line(&r));
+    check_persisted_restart(seed, &r);
+}
+
+/// The driver simulator is deterministic: same seed, same trace and counters.
+#[test]
+fn driver_determinism() {
+    let seed = seed_from_env(24);
+    let run = |seed| {
+        let r = driver_scenario::simultaneous_dials(&Opts::new(8, seed));
+        (r.sim.trace_hash(), r.stats, r.sim.processed())
+    };
+    let (a, b) = (run(seed), run(seed));
+    sim_assert_eq!(seed, a, b);
+    sim_assert!(
+        seed,
+        run(seed.wrapping_add(1)).0 != a.0,
+        "different seeds, same trace"
+    );
 }

@@ -8,9 +8,10 @@
 //!     --scenario memory --nodes 100000 [--k 4] [--secs 120]
 //! ```
 //!
-//! Scenarios: hello-mesh, idle, partition, crash-restart, flood, broadcast, records, and
-//! memory (bytes allocated per idle engine, counted by a global allocator wrapper, and
-//! wall time).
+//! Scenarios: hello-mesh, idle, partition, crash-restart, flood, broadcast, records, the
+//! driver-level reconnect-storm, simultaneous-dials, stalled-reader and
+//! persisted-restart, and memory (bytes allocated per idle engine, counted by a global
+//! allocator wrapper, and wall time).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -139,6 +139,41 @@ pub(crate) struct Dir {
     pub(crate) last_arrival: Instant,
 }
 
+impl Dir {
+    /// A fresh direction at `now`: idle serialiser, nothing in flight.
+    pub(crate) fn idle(now: Instant) -> Self {
+        Self {
+            busy_until: now,
+            last_arrival: now,
+        }
+    }
+
+    /// Sends `len` bytes of a stream at `now`: they are serialised after whatever is
+    /// queued at `cfg`'s bandwidth, then take `latency`, and never overtake earlier
+    /// bytes. Returns `(left, arrival)`: when the last byte left the sender and when it
+    /// arrives.
+    pub(crate) fn stream(
+        &mut self,
+        now: Instant,
+        cfg: &LinkConfig,
+        len: usize,
+        latency: Duration,
+    ) -> (Instant, Instant) {
+        self.busy_until = self.busy_until.max(now) + cfg.serialisation(len);
+        let at = (self.busy_until + latency).max(self.last_arrival);
+        self.last_arrival = at;
+        (self.busy_until, at)
+    }
+
+    /// A FIN (or close) sent at `now`: arrives after `latency`, behind every byte sent
+    /// before it.
+    pub(crate) fn fin(&mut self, now: Instant, latency: Duration) -> Instant {
+        let at = (now + latency).max(self.last_arrival);
+        self.last_arrival = at;
+        at
+    }
+}
+
 /// An edge of the topology and its current connection.
 #[derive(Clone, Debug)]
 pub(crate) struct Link {

@@ -4,7 +4,11 @@
 //! Each scenario takes [`Opts`] and returns the finished [`Sim`] (inside a struct when
 //! it has figures of its own): HELLO meshes, idle cost, partitions and crashes with a
 //! StatefulMerge store, a toy flood over custom frames, and rumor broadcasts and record
-//! pushes over the engine's hypercube pusher.
+//! pushes over the engine's hypercube pusher. The driver-level scenarios (reconnect
+//! storm, simultaneous dials, stalled reader, restart with persisted state) are in [`driver`], on
+//! [`DriverSim`](super::driver::DriverSim).
+
+pub mod driver;
 
 use super::metrics::{DeliverySummary, FrameKind, Metrics};
 use super::net::LinkConfig;
@@ -895,12 +899,40 @@ pub fn run_named(name: &str, opts: &Opts) -> Option<(String, Metrics)> {
             ));
             (t, r.sim.metrics().clone())
         }
+        "reconnect-storm" => {
+            let r = driver::reconnect_storm(opts);
+            let mut t = r.sim.table();
+            t.push_str(&driver::storm_line(&r));
+            t.push('\n');
+            (t, r.sim.metrics().clone())
+        }
+        "simultaneous-dials" => {
+            let r = driver::simultaneous_dials(opts);
+            let mut t = r.sim.table();
+            t.push_str(&driver::dials_line(&r));
+            t.push('\n');
+            (t, r.sim.metrics().clone())
+        }
+        "stalled-reader" => {
+            let r = driver::stalled_reader(opts);
+            let mut t = r.sim.table();
+            t.push_str(&driver::stall_line(&r));
+            t.push('\n');
+            (t, r.sim.metrics().clone())
+        }
+        "persisted-restart" => {
+            let r = driver::persisted_restart(opts);
+            let mut t = r.restored.sim.table();
+            t.push_str(&driver::restart_line(&r));
+            t.push('\n');
+            (t, r.restored.sim.metrics().clone())
+        }
         _ => return None,
     })
 }
 
 /// The scenario names [`run_named`] knows.
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 11] = [
     "hello-mesh",
     "idle",
     "partition",
@@ -908,4 +940,8 @@ pub const NAMES: [&str; 7] = [
     "flood",
     "broadcast",
     "records",
+    "reconnect-storm",
+    "simultaneous-dials",
+    "stalled-reader",
+    "persisted-restart",
 ];
