@@ -555,13 +555,7 @@ impl DriverSim {
     /// Splits the nodes into groups that cannot reach each other (nodes not listed form
     /// one more group): connections across break at once, dials across go unanswered.
     pub fn partition(&mut self, groups: &[&[usize]]) {
-        let mut g = vec![u32::MAX; self.nodes.len()];
-        for (i, group) in groups.iter().enumerate() {
-            for &n in *group {
-                g[n] = i as u32;
-            }
-        }
-        self.groups = Some(g);
+        self.groups = Some(super::faults::group_of(self.nodes.len(), groups));
         for pipe in 0..self.pipes.len() {
             let [a, b] = self.pipes[pipe].ends;
             if (a.open || b.open) && !self.reachable(a.node, b.node) {

@@ -12,13 +12,7 @@ impl<A: App> Sim<A> {
     /// one more group. Links across break or go silent
     /// ([`SimConfig::partition_mode`](super::SimConfig::partition_mode)).
     pub fn partition(&mut self, groups: &[&[usize]]) {
-        let mut g = vec![u32::MAX; self.nodes.len()];
-        for (i, group) in groups.iter().enumerate() {
-            for &n in *group {
-                g[n] = i as u32;
-            }
-        }
-        self.groups = Some(g);
+        self.groups = Some(group_of(self.nodes.len(), groups));
         if self.config.partition_mode == PartitionMode::Break {
             for link in 0..self.links.len() {
                 let l = &self.links[link];
@@ -190,4 +184,16 @@ impl<A: App> Sim<A> {
 /// Whether `a` and `b` are in the same partition group (`None`: no partition).
 pub(super) fn reachable_in(groups: Option<&[u32]>, a: usize, b: usize) -> bool {
     groups.is_none_or(|g| g[a] == g[b])
+}
+
+/// Each of `n` nodes' partition group: its index in `groups`, or one more group for the
+/// nodes not listed.
+pub(super) fn group_of(n: usize, groups: &[&[usize]]) -> Vec<u32> {
+    let mut g = vec![u32::MAX; n];
+    for (i, group) in groups.iter().enumerate() {
+        for &node in *group {
+            g[node] = i as u32;
+        }
+    }
+    g
 }
