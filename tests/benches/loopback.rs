@@ -40,7 +40,7 @@ fn adapter_rate(kind: Kind, nodes: usize, size: usize, total: u64) -> f64 {
     // Keep at most ~2 MiB in flight per connection (the write queue bound is 4 MiB).
     let window = ((2 << 20) / (size as u64 + 128)).clamp(4, 4096);
     let batch = window.div_ceil(4).max(1) as usize;
-    let delivered = |c: &[Box<dyn whisper_tests::adapters::TestNode>]| {
+    let delivered = |c: &[whisper_tests::adapters::TestNode]| {
         c[1..]
             .iter()
             .map(|n| n.stats().broadcasts_delivered)

@@ -122,72 +122,13 @@ pub fn fast_driver() -> DriverConfig {
     }
 }
 
-/// A running node of any adapter, driven from a blocking test thread.
-pub trait TestNode: Send {
-    /// Its adapter.
-    fn kind(&self) -> Kind;
-    /// Its id.
-    fn id(&self) -> NodeId;
-    /// Its listening address.
-    fn addr(&self) -> SocketAddr;
-    /// Identified peers on live connections.
-    fn peers(&self) -> Vec<NodeId> {
-        self.peer_roles()
-            .into_iter()
-            .map(|(node, _)| node)
-            .collect()
-    }
-    /// Identified peers on live connections, with who dialed.
-    fn peer_roles(&self) -> Vec<(NodeId, Role)>;
-    /// The engine's counters.
-    fn stats(&self) -> EngineStats;
-    /// The driver's counters.
-    fn driver_stats(&self) -> DriverStats;
-    /// Identified peers counted by a closure run on the engine ([`with_engine`]).
-    ///
-    /// [`with_engine`]: whisper_tokio::Handle::with_engine
-    fn engine_peer_count(&self) -> usize;
-    /// Sends a custom frame of kind [`KIND`].
-    fn send_custom(&self, peer: &NodeId, body: Bytes) -> Result<(), HandleError>;
-    /// Sends a custom frame of kind [`KIND`] to every peer.
-    fn broadcast_custom(&self, body: Bytes) -> Result<usize, HandleError>;
-    /// The next event within `timeout`.
-    fn next_event(&mut self, timeout: Duration) -> Option<Event>;
-    /// Registers a topic.
-    fn register_topic(&self, name: &str, config: TopicConfig) -> Result<(), HandleError>;
-    /// Subscribes to a BroadcastOnly topic; its messages come from
-    /// [`TestNode::next_message`].
-    fn subscribe(&mut self, topic: &str) -> Result<(), HandleError>;
-    /// The next message of a subscribed topic within `timeout` (zero: only one already
-    /// waiting).
-    fn next_message(&mut self, timeout: Duration) -> Option<Event>;
-    /// Publishes on a BroadcastOnly topic.
-    fn publish(&self, topic: &str, payload: Bytes) -> Result<RumorId, HandleError>;
-    /// Writes a record.
-    fn put(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), HandleError>;
-    /// Queries a RequestResponse topic.
-    fn query(
-        &self,
-        topic: &str,
-        payload: Bytes,
-        timeout: Duration,
-    ) -> Result<QueryOutcome, HandleError>;
-    /// Counters, members and stores.
-    fn snapshot(&self) -> NodeSnapshot;
-    /// Publishes `payload` `count` times in one command (stops at the first error);
-    /// returns how many were published.
-    fn publish_batch(&self, topic: &str, payload: Bytes, count: usize) -> usize;
-    /// Graceful shutdown; returns once the node has stopped.
-    fn shutdown(self: Box<Self>);
-}
-
 /// Starts a node of `kind`. Retries the bind a few times (a restarted node's port may
 /// be busy for a moment).
-pub fn start(kind: Kind, spec: &Spec) -> Box<dyn TestNode> {
+pub fn start(kind: Kind, spec: &Spec) -> TestNode {
     let mut last = None;
     for _ in 0..20 {
-        match Node::start(kind, spec) {
-            Ok(node) => return Box::new(node),
+        match TestNode::start(kind, spec) {
+            Ok(node) => return node,
             Err(e) => last = Some(e),
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -236,7 +177,7 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 /// Waits for an event matching `pred` within `limit`, skipping others.
 pub fn wait_event(
-    node: &mut dyn TestNode,
+    node: &mut TestNode,
     limit: Duration,
     mut pred: impl FnMut(&Event) -> bool,
 ) -> Option<Event> {
@@ -289,18 +230,22 @@ fn tokio_rt() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// A node of any adapter: the same handle whichever runs it.
-struct Node {
+/// A running node of any adapter, driven from a blocking test thread: the same
+/// [`Handle`] whichever adapter runs it (commands are `node.handle.X(…).wait()`), plus
+/// what a test needs around it (event waits with a timeout, the mio thread).
+#[derive(Debug)]
+pub struct TestNode {
     kind: Kind,
     id: NodeId,
-    handle: Handle,
+    /// The node's handle.
+    pub handle: Handle,
     events: EventStream,
     messages: Vec<EventStream>,
     /// The mio loop's thread.
     thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
 
-impl Node {
+impl TestNode {
     fn start(kind: Kind, spec: &Spec) -> Result<Self, HandleError> {
         let (events, handle, thread) = match kind {
             Kind::Tokio => {
@@ -329,54 +274,63 @@ impl Node {
     }
 }
 
-impl TestNode for Node {
-    fn kind(&self) -> Kind {
+impl TestNode {
+    /// Its adapter.
+    pub fn kind(&self) -> Kind {
         self.kind
     }
-    fn id(&self) -> NodeId {
+    /// Its id.
+    pub fn id(&self) -> NodeId {
         self.id.clone()
     }
-    fn addr(&self) -> SocketAddr {
+    /// Its listening address.
+    pub fn addr(&self) -> SocketAddr {
         self.handle.local_addr().expect("listening")
     }
-    fn peer_roles(&self) -> Vec<(NodeId, Role)> {
+    /// Identified peers on live connections.
+    pub fn peers(&self) -> Vec<NodeId> {
+        self.peer_roles()
+            .into_iter()
+            .map(|(node, _)| node)
+            .collect()
+    }
+
+    /// Identified peers on live connections, with who dialed.
+    pub fn peer_roles(&self) -> Vec<(NodeId, Role)> {
         let peers = self.handle.peers().wait().unwrap_or_default();
         peers.into_iter().map(|p| (p.node, p.role)).collect()
     }
-    fn stats(&self) -> EngineStats {
+    /// The engine's counters.
+    pub fn stats(&self) -> EngineStats {
         self.handle.stats().wait().expect("running")
     }
-    fn driver_stats(&self) -> DriverStats {
+    /// The driver's counters.
+    pub fn driver_stats(&self) -> DriverStats {
         self.handle.driver_stats().wait().expect("running")
     }
-    fn engine_peer_count(&self) -> usize {
+    /// Identified peers counted by a closure run on the engine.
+    pub fn engine_peer_count(&self) -> usize {
         self.handle
             .with_engine(|e, _| e.peers().count())
             .wait()
             .expect("running")
     }
-    fn send_custom(&self, peer: &NodeId, body: Bytes) -> Result<(), HandleError> {
-        self.handle.send_custom(peer.clone(), KIND, body).wait()
-    }
-    fn broadcast_custom(&self, body: Bytes) -> Result<usize, HandleError> {
-        self.handle.broadcast_custom(KIND, body).wait()
-    }
-    fn next_event(&mut self, timeout: Duration) -> Option<Event> {
+    /// The next event within `timeout`.
+    pub fn next_event(&mut self, timeout: Duration) -> Option<Event> {
         let events = &mut self.events;
         future::block_on(future::or(events.next(), async {
             async_io::Timer::after(timeout).await;
             None
         }))
     }
-    fn register_topic(&self, name: &str, config: TopicConfig) -> Result<(), HandleError> {
-        self.handle.register_topic(name, config).wait()
-    }
-    fn subscribe(&mut self, topic: &str) -> Result<(), HandleError> {
+    /// Subscribes to a BroadcastOnly topic; its messages come from [`TestNode::next_message`].
+    pub fn subscribe(&mut self, topic: &str) -> Result<(), HandleError> {
         let stream = self.handle.subscribe(topic).wait()?;
         self.messages.push(stream);
         Ok(())
     }
-    fn next_message(&mut self, timeout: Duration) -> Option<Event> {
+    /// The next message of a subscribed topic within `timeout` (zero: only one already waiting).
+    pub fn next_message(&mut self, timeout: Duration) -> Option<Event> {
         let end = std::time::Instant::now() + timeout;
         loop {
             for m in &mut self.messages {
@@ -390,14 +344,29 @@ impl TestNode for Node {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
-    fn publish(&self, topic: &str, payload: Bytes) -> Result<RumorId, HandleError> {
+    /// Sends a custom frame of kind [`KIND`].
+    pub fn send_custom(&self, peer: &NodeId, body: Bytes) -> Result<(), HandleError> {
+        self.handle.send_custom(peer.clone(), KIND, body).wait()
+    }
+    /// Sends a custom frame of kind [`KIND`] to every peer.
+    pub fn broadcast_custom(&self, body: Bytes) -> Result<usize, HandleError> {
+        self.handle.broadcast_custom(KIND, body).wait()
+    }
+    /// Registers a topic.
+    pub fn register_topic(&self, name: &str, config: TopicConfig) -> Result<(), HandleError> {
+        self.handle.register_topic(name, config).wait()
+    }
+    /// Publishes on a BroadcastOnly topic.
+    pub fn publish(&self, topic: &str, payload: Bytes) -> Result<RumorId, HandleError> {
         self.handle.publish(topic, payload).wait()
     }
-    fn put(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), HandleError> {
+    /// Writes a record.
+    pub fn put(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), HandleError> {
         let (k, v) = (Bytes::copy_from_slice(key), Bytes::copy_from_slice(value));
         self.handle.put(topic, k, v).wait()
     }
-    fn query(
+    /// Queries a RequestResponse topic.
+    pub fn query(
         &self,
         topic: &str,
         payload: Bytes,
@@ -405,10 +374,13 @@ impl TestNode for Node {
     ) -> Result<QueryOutcome, HandleError> {
         self.handle.query(topic, payload, timeout).wait()
     }
-    fn snapshot(&self) -> NodeSnapshot {
+
+    /// Counters, members and stores.
+    pub fn snapshot(&self) -> NodeSnapshot {
         self.handle.snapshot().wait().expect("running")
     }
-    fn publish_batch(&self, topic: &str, payload: Bytes, count: usize) -> usize {
+    /// Publishes `payload` `count` times in one command (stops at the first error); returns how many were published.
+    pub fn publish_batch(&self, topic: &str, payload: Bytes, count: usize) -> usize {
         let topic = topic.to_owned();
         let f = move |d: &mut whisper_proto::driver::Driver, now| {
             (0..count)
@@ -417,7 +389,8 @@ impl TestNode for Node {
         };
         self.handle.with_driver(f).wait().unwrap_or(0)
     }
-    fn shutdown(mut self: Box<Self>) {
+    /// Graceful shutdown; returns once the node has stopped.
+    pub fn shutdown(mut self) {
         let _ = self.handle.shutdown().wait();
         if let Some(thread) = self.thread.take() {
             let result = thread.join().expect("mio loop panicked");

@@ -118,7 +118,7 @@ fn run(args: &Args) -> Result<bool, String> {
     // "self and every connected peer", which the hypercube needs to agree on across
     // nodes; a sparse deployment would feed `Engine::set_members` instead.
     let mut edges: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
-    let mut nodes: Vec<Box<dyn TestNode>> = Vec::with_capacity(n);
+    let mut nodes: Vec<TestNode> = Vec::with_capacity(n);
     for i in 0..n {
         let mut spec = Spec::new(&format!("node-{i:02}"));
         spec.seed = args.seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
@@ -140,7 +140,7 @@ fn run(args: &Args) -> Result<bool, String> {
             edges[j].insert(i);
         }
         let mut node = start(args.adapter, &spec);
-        register_topics(node.as_mut());
+        register_topics(&mut node);
         nodes.push(node);
     }
     let links: usize = edges.iter().map(BTreeSet::len).sum::<usize>() / 2;
@@ -200,10 +200,7 @@ fn run(args: &Args) -> Result<bool, String> {
                 }
             }
         }
-        states = nodes
-            .iter()
-            .map(|n| kv_state(n.as_ref()))
-            .collect::<Vec<_>>();
+        states = nodes.iter().map(kv_state).collect::<Vec<_>>();
         let fingerprints: BTreeSet<u64> = states.iter().map(|s| s.1).collect();
         let records_done: usize = states.iter().map(|s| s.0.min(args.records)).sum();
         let messages_done: usize = tallies.iter().map(|t| t.messages.len()).sum();

@@ -25,11 +25,11 @@ fn name(kind: Kind) -> &'static str {
     }
 }
 
-fn ids(nodes: &[Box<dyn TestNode>]) -> Vec<NodeId> {
+fn ids(nodes: &[TestNode]) -> Vec<NodeId> {
     nodes.iter().map(|n| n.id()).collect()
 }
 
-fn wait_peers(node: &dyn TestNode, want: &[NodeId]) {
+fn wait_peers(node: &TestNode, want: &[NodeId]) {
     let want: BTreeSet<NodeId> = want.iter().cloned().collect();
     let mut last = Vec::new();
     let ok = wait_until(WAIT, || {
@@ -44,7 +44,7 @@ fn wait_peers(node: &dyn TestNode, want: &[NodeId]) {
     );
 }
 
-fn wait_custom(node: &mut dyn TestNode, from: &NodeId, body: &[u8]) {
+fn wait_custom(node: &mut TestNode, from: &NodeId, body: &[u8]) {
     let got = wait_event(node, WAIT, |e| {
         matches!(e, Event::CustomFrame { peer, magic, body: b, .. }
             if peer == from && *magic == KIND && b.as_ref() == body)
@@ -58,8 +58,8 @@ fn wait_custom(node: &mut dyn TestNode, from: &NodeId, body: &[u8]) {
 
 /// Starts nodes of `kinds` in a full mesh (each dials every earlier one) and waits
 /// until every node has every other as a peer.
-pub fn mesh(kinds: &[Kind]) -> Vec<Box<dyn TestNode>> {
-    let mut nodes: Vec<Box<dyn TestNode>> = Vec::new();
+pub fn mesh(kinds: &[Kind]) -> Vec<TestNode> {
+    let mut nodes: Vec<TestNode> = Vec::new();
     for (i, &kind) in kinds.iter().enumerate() {
         let mut spec = Spec::new(&format!("{}-{i}", name(kind)));
         for n in &nodes {
@@ -75,7 +75,7 @@ pub fn mesh(kinds: &[Kind]) -> Vec<Box<dyn TestNode>> {
             .filter(|(j, _)| *j != i)
             .map(|(_, id)| id.clone())
             .collect();
-        wait_peers(n.as_ref(), &others);
+        wait_peers(n, &others);
     }
     nodes
 }
@@ -90,9 +90,7 @@ pub fn connect_and_exchange(kinds: &[Kind]) {
     for i in 0..n {
         let mut want: BTreeSet<NodeId> = all.iter().filter(|id| **id != all[i]).cloned().collect();
         while !want.is_empty() {
-            let event = wait_event(nodes[i].as_mut(), WAIT, |e| {
-                matches!(e, Event::PeerUp { .. })
-            });
+            let event = wait_event(&mut nodes[i], WAIT, |e| matches!(e, Event::PeerUp { .. }));
             match event {
                 Some(Event::PeerUp { peer, .. }) => {
                     want.remove(&peer);
@@ -115,7 +113,7 @@ pub fn connect_and_exchange(kinds: &[Kind]) {
             .map(|i| (all[i].clone(), format!("{i}->{j}").into_bytes()))
             .collect();
         while !want.is_empty() {
-            match wait_event(nodes[j].as_mut(), WAIT, |e| {
+            match wait_event(&mut nodes[j], WAIT, |e| {
                 matches!(e, Event::CustomFrame { .. })
             }) {
                 Some(Event::CustomFrame {
@@ -133,7 +131,7 @@ pub fn connect_and_exchange(kinds: &[Kind]) {
         .expect("broadcast");
     assert_eq!(sent, n - 1);
     for node in nodes.iter_mut().skip(1) {
-        wait_custom(node.as_mut(), &all[0], b"to all");
+        wait_custom(node, &all[0], b"to all");
     }
     for node in nodes {
         assert_eq!(node.stats().frame_errors, 0);
@@ -148,15 +146,15 @@ pub fn reconnect(dialer: Kind, restarted: Kind) {
     let b_addr = b.addr();
     let b_id = b.id();
     let a = start(dialer, &Spec::new("a").peer(b_addr));
-    wait_peers(a.as_ref(), std::slice::from_ref(&b_id));
-    wait_peers(b.as_ref(), &[a.id()]);
+    wait_peers(&a, std::slice::from_ref(&b_id));
+    wait_peers(&b, &[a.id()]);
     b.shutdown();
-    wait_peers(a.as_ref(), &[]);
+    wait_peers(&a, &[]);
     // While b is down the redials fail.
     assert!(wait_until(WAIT, || a.driver_stats().dial_failures >= 1));
     let b = start(restarted, &Spec::new("b").listen(b_addr));
-    wait_peers(a.as_ref(), &[b_id]);
-    wait_peers(b.as_ref(), &[a.id()]);
+    wait_peers(&a, &[b_id]);
+    wait_peers(&b, &[a.id()]);
     let stats = a.driver_stats();
     assert_eq!(stats.reconnects, 1, "{stats:?}");
     assert!(stats.dials >= 3, "{stats:?}");
@@ -169,7 +167,7 @@ pub fn reconnect(dialer: Kind, restarted: Kind) {
 pub fn garbage_is_closed(kind: Kind, peer_kind: Kind) {
     let mut server = start(kind, &Spec::new("server"));
     let mut client = start(peer_kind, &Spec::new("client").peer(server.addr()));
-    wait_peers(server.as_ref(), &[client.id()]);
+    wait_peers(&server, &[client.id()]);
     let mut raw = TcpStream::connect(server.addr()).expect("connect raw");
     raw.set_read_timeout(Some(WAIT)).expect("timeout");
     raw.write_all(&[0xde, 0xad, 0xbe, 0xef, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4])
@@ -182,12 +180,12 @@ pub fn garbage_is_closed(kind: Kind, peer_kind: Kind) {
     server
         .send_custom(&client.id(), Bytes::from_static(b"still here"))
         .expect("send");
-    wait_custom(client.as_mut(), &server.id(), b"still here");
+    wait_custom(&mut client, &server.id(), b"still here");
     client
         .send_custom(&server.id(), Bytes::from_static(b"me too"))
         .expect("send");
-    wait_custom(server.as_mut(), &client.id(), b"me too");
-    wait_peers(server.as_ref(), &[client.id()]);
+    wait_custom(&mut server, &client.id(), b"me too");
+    wait_peers(&server, &[client.id()]);
     assert_eq!(server.stats().frame_errors, 1);
     assert_eq!(client.stats().frame_errors, 0);
     server.shutdown();
@@ -203,7 +201,7 @@ pub fn shutdown_closes(kind: Kind, peer_kind: Kind) {
     let leaving = start(kind, &spec);
     let leaving_id = leaving.id();
     let mut staying = start(peer_kind, &Spec::new("staying").peer(leaving.addr()));
-    wait_peers(leaving.as_ref(), &[staying.id()]);
+    wait_peers(&leaving, &[staying.id()]);
     let mut raw = TcpStream::connect(leaving.addr()).expect("connect raw");
     raw.set_read_timeout(Some(WAIT)).expect("timeout");
     assert!(wait_until(WAIT, || leaving.stats().connections == 2));
@@ -216,9 +214,9 @@ pub fn shutdown_closes(kind: Kind, peer_kind: Kind) {
         Some(leaving_id.clone()),
         "hook ran"
     );
-    wait_custom(staying.as_mut(), &leaving_id, b"bye");
+    wait_custom(&mut staying, &leaving_id, b"bye");
     let down = wait_event(
-        staying.as_mut(),
+        &mut staying,
         WAIT,
         |e| matches!(e, Event::PeerDown { peer, .. } if *peer == leaving_id),
     );
@@ -226,7 +224,7 @@ pub fn shutdown_closes(kind: Kind, peer_kind: Kind) {
     let mut got = Vec::new();
     let read = raw.read_to_end(&mut got);
     assert!(read.is_ok(), "expected EOF, got {read:?}");
-    wait_peers(staying.as_ref(), &[]);
+    wait_peers(&staying, &[]);
     staying.shutdown();
 }
 
@@ -241,8 +239,8 @@ pub fn mutual_dial_settles(a_kind: Kind, b_kind: Kind) {
     let (a_addr, b_addr) = (free(), free());
     let a = start(a_kind, &Spec::new("a").listen(a_addr).peer(b_addr));
     let b = start(b_kind, &Spec::new("b").listen(b_addr).peer(a_addr));
-    wait_peers(a.as_ref(), &[b.id()]);
-    wait_peers(b.as_ref(), &[a.id()]);
+    wait_peers(&a, &[b.id()]);
+    wait_peers(&b, &[a.id()]);
     assert!(wait_until(WAIT, || a.stats().connections == 1
         && b.stats().connections == 1));
     std::thread::sleep(Duration::from_millis(200));
@@ -268,7 +266,7 @@ pub fn slow_peer_is_closed(kind: Kind, peer_kind: Kind) {
     spec.driver.write_queue_limit = 256 * 1024;
     let server = start(kind, &spec);
     let mut good = start(peer_kind, &Spec::new("good").peer(server.addr()));
-    wait_peers(server.as_ref(), &[good.id()]);
+    wait_peers(&server, &[good.id()]);
 
     let sink_id = NodeId::new(b"sink".to_vec()).expect("id");
     let hello = Frame::Hello(Hello {
@@ -279,7 +277,7 @@ pub fn slow_peer_is_closed(kind: Kind, peer_kind: Kind) {
     let mut raw = TcpStream::connect(server.addr()).expect("connect raw");
     raw.write_all(&hello.to_bytes().expect("hello encodes"))
         .expect("write hello");
-    wait_peers(server.as_ref(), &[good.id(), sink_id.clone()]);
+    wait_peers(&server, &[good.id(), sink_id.clone()]);
 
     // The sink never reads: kernel buffers fill, then the driver's queue.
     let body = Bytes::from(vec![7u8; 60 * 1024]);
@@ -291,11 +289,11 @@ pub fn slow_peer_is_closed(kind: Kind, peer_kind: Kind) {
     // At least the queue's worth (256 KiB / 60 KiB) was accepted before the close.
     assert!(sent > 4, "closed after only {sent} frames");
     assert!(wait_until(WAIT, || server.driver_stats().slow_closes == 1));
-    wait_peers(server.as_ref(), &[good.id()]);
+    wait_peers(&server, &[good.id()]);
     server
         .send_custom(&good.id(), Bytes::from_static(b"unaffected"))
         .expect("send");
-    wait_custom(good.as_mut(), &server.id(), b"unaffected");
+    wait_custom(&mut good, &server.id(), b"unaffected");
     assert_eq!(server.stats().frame_errors, 0);
     drop(raw);
     server.shutdown();
@@ -314,7 +312,7 @@ pub const ASK: &str = "ask";
 pub const STORE_KEY: [u8; 32] = [0x5a; 32];
 
 /// Registers [`CHAT`] (subscribed) and [`KV`] (a [`MemStore`]) on `node`.
-pub fn register_topics(node: &mut dyn TestNode) {
+pub fn register_topics(node: &mut TestNode) {
     node.register_topic(CHAT, TopicConfig::broadcast())
         .expect("register chat");
     node.subscribe(CHAT).expect("subscribe chat");
@@ -326,7 +324,7 @@ pub fn register_topics(node: &mut dyn TestNode) {
 }
 
 /// `(record count, fingerprint)` of `node`'s [`KV`] store.
-pub fn kv_state(node: &dyn TestNode) -> (usize, u64) {
+pub fn kv_state(node: &TestNode) -> (usize, u64) {
     node.snapshot()
         .stores
         .iter()
@@ -336,10 +334,10 @@ pub fn kv_state(node: &dyn TestNode) -> (usize, u64) {
 }
 
 /// Waits until every node's [`KV`] store holds `records` records with one fingerprint.
-pub fn wait_converged(nodes: &[Box<dyn TestNode>], records: usize, limit: Duration) {
+pub fn wait_converged(nodes: &[TestNode], records: usize, limit: Duration) {
     let mut last = Vec::new();
     let ok = wait_until(limit, || {
-        last = nodes.iter().map(|n| kv_state(n.as_ref())).collect();
+        last = nodes.iter().map(kv_state).collect();
         last.iter().all(|s| s.0 == records) && last.windows(2).all(|w| w[0].1 == w[1].1)
     });
     assert!(ok, "stores did not converge on {records} records: {last:?}");
@@ -349,7 +347,7 @@ pub fn wait_converged(nodes: &[Box<dyn TestNode>], records: usize, limit: Durati
 pub fn broadcast_reaches_all(kinds: &[Kind]) {
     let mut nodes = mesh(kinds);
     for n in &mut nodes {
-        register_topics(n.as_mut());
+        register_topics(n);
     }
     let all = ids(&nodes);
     let id = nodes[0]
@@ -380,7 +378,7 @@ pub fn broadcast_reaches_all(kinds: &[Kind]) {
     }
     // The rumor went over the cube with ACKs: every receiver ACKed its one frame, so
     // the ACKs received across the cluster equal the rumor frames sent (N − 1).
-    let count = |nodes: &[Box<dyn TestNode>]| {
+    let count = |nodes: &[TestNode]| {
         nodes.iter().fold((0, 0), |(s, a), n| {
             let r = n.stats().rumor;
             (s + r.sent, a + r.acks_received)
@@ -403,7 +401,7 @@ pub fn broadcast_reaches_all(kinds: &[Kind]) {
 pub fn records_converge(kinds: &[Kind], records: usize) {
     let mut nodes = mesh(kinds);
     for n in &mut nodes {
-        register_topics(n.as_mut());
+        register_topics(n);
     }
     for i in 0..records {
         let node = &nodes[(i * 7 + 3) % nodes.len()];
@@ -478,7 +476,7 @@ pub fn restart_catches_up(kinds: &[Kind], restarted: Kind) {
     let _ = std::fs::remove_dir_all(&dir);
     let mut nodes = mesh(kinds);
     for n in &mut nodes {
-        register_topics(n.as_mut());
+        register_topics(n);
     }
     let peers: Vec<_> = nodes.iter().map(|n| n.addr()).collect();
     let mut spec = Spec::new("late");
@@ -487,7 +485,7 @@ pub fn restart_catches_up(kinds: &[Kind], restarted: Kind) {
         spec = spec.peer(p);
     }
     let mut late = start(restarted, &spec);
-    register_topics(late.as_mut());
+    register_topics(&mut late);
     for i in 0..100 {
         nodes[i % nodes.len()]
             .put(KV, format!("before-{i}").as_bytes(), b"1")
@@ -508,7 +506,7 @@ pub fn restart_catches_up(kinds: &[Kind], restarted: Kind) {
             .expect("put");
     }
     let mut late = start(restarted, &spec.listen(addr));
-    register_topics(late.as_mut());
+    register_topics(&mut late);
     nodes.push(late);
     wait_converged(&nodes, 300, Duration::from_secs(10));
     for node in nodes {
@@ -531,8 +529,8 @@ pub fn started_an_hour_apart(old: Kind, young: Kind) {
     ));
     let mut first = start(old, &spec);
     let mut second = start(young, &Spec::new("young").peer(first.addr()));
-    register_topics(first.as_mut());
-    register_topics(second.as_mut());
+    register_topics(&mut first);
+    register_topics(&mut second);
     for i in 0..50 {
         first
             .put(KV, format!("old-{i}").as_bytes(), b"1")
