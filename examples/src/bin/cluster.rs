@@ -294,10 +294,7 @@ fn retry(
         match f() {
             Ok(()) => return Ok(()),
             Err(e) if Instant::now() < deadline => {
-                let full = matches!(
-                    e,
-                    whisper_tokio::HandleError::Publish(_) | whisper_tokio::HandleError::Full
-                );
+                let full = matches!(e, whisper_tokio::HandleError::Publish(_));
                 if !full {
                     return Err(e.to_string());
                 }

@@ -36,9 +36,6 @@ pub enum HandleError {
     /// The driver has stopped; the command did not run.
     #[error("the node has stopped")]
     Stopped,
-    /// The command channel is full (only from non-waiting `try_*` calls). Retry later.
-    #[error("command channel full")]
-    Full,
     /// The engine refused the command. Engine state is unchanged.
     #[error(transparent)]
     Command(#[from] CommandError),
@@ -71,7 +68,4 @@ pub enum HandleError {
     /// Saved state could not be read or written.
     #[error(transparent)]
     Persist(#[from] PersistError),
-    /// A blocking call's timeout passed before its answer.
-    #[error("timed out")]
-    TimedOut,
 }
