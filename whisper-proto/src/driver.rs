@@ -89,6 +89,9 @@ use crate::time::{Duration, Instant};
 use crate::topic::QueryId;
 use crate::util::log::targets;
 
+/// The shortest [`DriverConfig::persist_interval`] in force; shorter ones are raised to it.
+pub const MIN_PERSIST_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The engine plus everything an adapter needs besides sockets and files: see [the
 /// module docs](self).
 pub struct Driver {
@@ -148,7 +151,9 @@ impl Driver {
 
     /// A driver around an existing engine with no connections (its wall clock as it
     /// was configured).
-    pub fn with_engine(engine: Engine, config: DriverConfig, seed: u64, now: Instant) -> Self {
+    pub fn with_engine(engine: Engine, mut config: DriverConfig, seed: u64, now: Instant) -> Self {
+        // A zero interval would ask for a save at every timeout, forever.
+        config.persist_interval = config.persist_interval.map(|d| d.max(MIN_PERSIST_INTERVAL));
         let next_persist = config.persist_interval.map(|every| now + every);
         Self {
             engine,

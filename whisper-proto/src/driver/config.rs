@@ -45,7 +45,9 @@ pub struct DriverConfig {
     pub read_buffer: usize,
     /// How often the driver asks for its state to be saved ([`Output::Persist`]), besides
     /// once at the end of a shutdown (default `None`: never). Whatever the adapter saves
-    /// it hands back at the next start with [`Driver::restore`].
+    /// it hands back at the next start with [`Driver::restore`]. At least
+    /// [`MIN_PERSIST_INTERVAL`](super::MIN_PERSIST_INTERVAL) (1 s); shorter ones are raised
+    /// to it.
     pub persist_interval: Option<Duration>,
 }
 

@@ -706,6 +706,23 @@ fn state_is_persisted_as_outputs_and_snapshot_reports_stores() {
 }
 
 #[test]
+fn a_zero_persist_interval_saves_once_a_second_not_at_every_timeout() {
+    let cfg = DriverConfig {
+        persist_interval: Some(Duration::ZERO),
+        ..config()
+    };
+    let mut net = Net::new(&["a", "b"], cfg);
+    stateful(&mut net, "kv");
+    net.connect(0, 1);
+    assert_eq!(
+        net.nodes[0].config().persist_interval,
+        Some(MIN_PERSIST_INTERVAL)
+    );
+    net.run_until(ms(10_500));
+    assert_eq!(net.nodes[0].stats().persists, 10);
+}
+
+#[test]
 fn restored_state_resumes_delta_sync_and_bad_state_is_refused() {
     let mut net = Net::new(&["a", "b"], config());
     stateful(&mut net, "kv");
