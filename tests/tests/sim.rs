@@ -642,6 +642,10 @@ fn check_stalled_reader(seed: u64, r: &driver_scenario::StalledReader) {
     let (up, pairs) = r.connected_after;
     sim_assert!(seed, r.slow_closes >= 1, "{r:?}");
     sim_assert!(seed, r.max_write <= r.write_queue_limit);
+    // The peers' queues toward it filled up (the pushes piled up behind the stall) and
+    // never passed their bound: past it the driver closed the connection instead.
+    sim_assert!(seed, r.max_queued <= r.write_queue_limit, "{r:?}");
+    sim_assert!(seed, r.max_queued > r.write_queue_limit / 4, "{r:?}");
     // Toward the stalled node, per connection: at most the read window in its buffers
     // plus one parked (unacknowledged) write; the rest stays in the writers' bounded
     // queues until they close the connection.

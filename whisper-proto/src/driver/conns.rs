@@ -31,6 +31,9 @@ pub struct PeerInfo {
     pub role: Role,
     /// The remote address, when the transport has one.
     pub remote: Option<String>,
+    /// Bytes queued for the peer, the write in flight included; never more than
+    /// [`DriverConfig::write_queue_limit`](super::DriverConfig::write_queue_limit).
+    pub queued: usize,
 }
 
 #[derive(Debug)]
@@ -61,6 +64,7 @@ impl Driver {
                     node: c.peer.clone()?,
                     role: c.role,
                     remote: c.remote.clone(),
+                    queued: c.queued,
                 })
             })
             .collect()

@@ -324,6 +324,9 @@ pub struct StalledReader {
     pub max_unconsumed: usize,
     /// The largest single write any driver handed out.
     pub max_write: usize,
+    /// The most bytes one peer's driver held queued for the stalled node (sampled every
+    /// 10 ms while it stalled).
+    pub max_queued: usize,
     /// The write-queue bound in force.
     pub write_queue_limit: usize,
     /// Writes made during the burst (to [`BURST_KEYS`] keys).
@@ -338,6 +341,18 @@ pub struct StalledReader {
     pub missing: u64,
     /// G1 frames sent in the whole run.
     pub g1_frames: u64,
+}
+
+/// The most bytes any driver holds queued for `node` on one connection.
+fn queued_toward(sim: &DriverSim, node: usize) -> usize {
+    let id = sim.node_id(node).clone();
+    (0..sim.len())
+        .filter_map(|i| sim.driver(i))
+        .flat_map(|d| d.peers())
+        .filter(|p| p.node == id)
+        .map(|p| p.queued)
+        .max()
+        .unwrap_or(0)
 }
 
 /// (c) `opts.nodes` drivers (a ring plus one random chord each, one side configured)
@@ -376,6 +391,7 @@ pub fn stalled_reader(opts: &super::Opts) -> StalledReader {
     let others: Vec<usize> = (1..n).collect();
     let mut expected = BTreeMap::new();
     let mut max_unconsumed = 0;
+    let mut max_queued = 0;
     for k in 0..BURST {
         let node = others[pick.below(others.len() as u64) as usize];
         let key = format!("burst-{}", k % BURST_KEYS);
@@ -385,6 +401,7 @@ pub fn stalled_reader(opts: &super::Opts) -> StalledReader {
         expected.insert(key, value);
         sim.run_for(Duration::from_millis(10));
         max_unconsumed = max_unconsumed.max(sim.unconsumed_toward(stalled));
+        max_queued = max_queued.max(queued_toward(&sim, stalled));
     }
     let everyone_has = |s: &DriverSim, among: &[usize]| {
         kv_converged(s, among.iter().copied()) && kv_missing_among(s, among, &expected) == 0
@@ -395,6 +412,7 @@ pub fn stalled_reader(opts: &super::Opts) -> StalledReader {
     while sim.now() < RESUME {
         sim.run_for(Duration::from_millis(10));
         max_unconsumed = max_unconsumed.max(sim.unconsumed_toward(stalled));
+        max_queued = max_queued.max(queued_toward(&sim, stalled));
     }
     sim.resume_reads(stalled);
     let resumed = sim.now();
@@ -411,6 +429,7 @@ pub fn stalled_reader(opts: &super::Opts) -> StalledReader {
         stalled,
         slow_closes: stats.slow_closes,
         max_unconsumed,
+        max_queued,
         max_write: sim.max_write(),
         write_queue_limit,
         writes: BURST,
@@ -489,7 +508,8 @@ pub fn stall_line(r: &StalledReader) -> String {
     let s = r.sim.total_stats();
     format!(
         "stalled-reader seed={} N={} {} writes of 4 KiB: slow_closes {}, max bytes \
-         unconsumed toward the stalled node {}, max write {} (queue limit {}); others \
+         unconsumed toward the stalled node {}, most queued for it by one peer {}, max write \
+         {} (queue limit {}); others \
          converged at virtual {}; after reading again: pairs connected {:?}, caught up \
          {} later; dials {}, reconnects {}, G1 frames {}, missing {}",
         r.sim.seed(),
@@ -497,6 +517,7 @@ pub fn stall_line(r: &StalledReader) -> String {
         r.writes,
         r.slow_closes,
         r.max_unconsumed,
+        r.max_queued,
         r.max_write,
         r.write_queue_limit,
         secs(r.others_converged_at),
